@@ -1,0 +1,3 @@
+from neuron2graph.cli import main
+
+main()

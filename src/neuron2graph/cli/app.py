@@ -1,0 +1,86 @@
+"""The typer application and the conventions every command follows.
+
+- Commands are registered with `@command()`, which turns an `N2GError` into one line on stderr
+  (`error: ...`) and exit status 2 — never a traceback for a user mistake.
+- Every command that prints results takes `--json` and then prints exactly one JSON document on
+  stdout (`emit_json`).
+- Heavy libraries (torch, transformers) are imported inside command bodies, so `n2g --help`
+  starts instantly.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from neuron2graph.errors import N2GError
+
+app = typer.Typer(
+    name="n2g",
+    help="neuron2graph: explain transformer neurons as graphs you can read, run and score.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+ModelOpt = Annotated[
+    str,
+    typer.Option("--model", "-m", help="Hub name, local folder, .gguf file or alias smollm2-135m."),
+]
+DeviceOpt = Annotated[str, typer.Option(help="auto (a GPU when present), cpu or cuda.")]
+DtypeOpt = Annotated[
+    str, typer.Option(help="auto (fp32 on CPU, bf16 on GPU), fp32, fp16 or bf16.")
+]
+
+
+def command(*args: Any, **kwargs: Any) -> Callable[[F], F]:
+    """Register a command whose user errors print as one line and exit with status 2."""
+
+    def decorate(fn: F) -> F:
+        @functools.wraps(fn)
+        def wrapper(*a: Any, **kw: Any) -> Any:
+            try:
+                return fn(*a, **kw)
+            except N2GError as exc:
+                typer.echo(f"error: {exc}", err=True)
+                raise typer.Exit(2) from None
+            except KeyboardInterrupt:
+                typer.echo("interrupted: work written so far is kept; re-run to resume", err=True)
+                raise typer.Exit(130) from None
+
+        app.command(*args, **kwargs)(wrapper)
+        return fn
+
+    return decorate
+
+
+def emit_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        from neuron2graph import __version__
+
+        typer.echo(f"neuron2graph {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=version_callback, is_eager=True, help="Show version."),
+    ] = False,
+) -> None:
+    """neuron2graph: explain transformer neurons as graphs you can read, run and score."""
