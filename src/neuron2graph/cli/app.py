@@ -42,22 +42,28 @@ DtypeOpt = Annotated[
 ]
 
 
+def wrap_errors(fn: F) -> F:
+    """Turn `N2GError` into `error: <one line>` on stderr and exit status 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*a: Any, **kw: Any) -> Any:
+        try:
+            return fn(*a, **kw)
+        except N2GError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted: work written so far is kept; re-run to resume", err=True)
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
 def command(*args: Any, **kwargs: Any) -> Callable[[F], F]:
     """Register a command whose user errors print as one line and exit with status 2."""
 
     def decorate(fn: F) -> F:
-        @functools.wraps(fn)
-        def wrapper(*a: Any, **kw: Any) -> Any:
-            try:
-                return fn(*a, **kw)
-            except N2GError as exc:
-                typer.echo(f"error: {exc}", err=True)
-                raise typer.Exit(2) from None
-            except KeyboardInterrupt:
-                typer.echo("interrupted: work written so far is kept; re-run to resume", err=True)
-                raise typer.Exit(130) from None
-
-        app.command(*args, **kwargs)(wrapper)
+        app.command(*args, **kwargs)(wrap_errors(fn))
         return fn
 
     return decorate
