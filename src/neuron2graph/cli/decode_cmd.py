@@ -1,3 +1,263 @@
-"""Commands of this stage (registered on import; keep torch imports inside functions)."""
+"""`n2g decode`, `n2g find-neurons`, `n2g clamp`, `n2g compare-models`: weight-based decoding.
 
-from neuron2graph.cli.app import app  # noqa: F401
+Torch is imported inside the command bodies only (`n2g --help` stays instant).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from neuron2graph.cli.app import DeviceOpt, DtypeOpt, JsonOpt, ModelOpt, command, emit_json
+from neuron2graph.errors import N2GError
+
+LayersOpt = Annotated[
+    str | None, typer.Option("--layers", "-l", help="Layers, e.g. 0-3,10 (default: all).")
+]
+NeuronChunkOpt = Annotated[
+    int, typer.Option("--chunk-size", min=1, help="Neurons per block (bounds memory).")
+]
+VocabChunkOpt = Annotated[
+    int, typer.Option("--vocab-chunk-size", min=1, help="Vocabulary rows per block.")
+]
+
+
+def _load(model: str, device: str, dtype: str) -> Any:
+    from neuron2graph.models import load_model
+
+    return load_model(model, device=device, dtype=None if dtype == "auto" else dtype)
+
+
+def _layers(text: str | None, n_layers: int) -> list[int]:
+    from neuron2graph.ids import parse_layers
+
+    layers = list(range(n_layers)) if text is None else parse_layers(text)
+    if layers and layers[-1] >= n_layers:
+        raise N2GError(
+            f"layer {layers[-1]} is out of range: the model has layers 0..{n_layers - 1}"
+        )
+    return layers
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=False)
+
+
+def _fmt(rows: list[dict[str, Any]], n: int = 5) -> str:
+    return "  ".join(f"{r['token']!r} {r['logit']:+.2f}" for r in rows[:n])
+
+
+@command("decode")
+def decode_cmd(
+    model: ModelOpt = "smollm2-135m",
+    layers: LayersOpt = None,
+    neurons: Annotated[
+        str | None, typer.Option(help="Only these neurons, e.g. 3:41,3:100 (default: all).")
+    ] = None,
+    top: Annotated[int, typer.Option(min=1, help="Tokens kept per neuron and kind.")] = 10,
+    out: Annotated[
+        Path | None, typer.Option(help="Run folder: write RUN/decode/*.safetensors + table.")
+    ] = None,
+    chunk_size: NeuronChunkOpt = 1024,
+    vocab_chunk_size: VocabChunkOpt = 16384,
+    show: Annotated[int, typer.Option(help="Neurons shown in the table (no --out).")] = 20,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
+    json_out: JsonOpt = False,
+) -> None:
+    """Decode neurons through the LM head: tokens they promote, suppress and read."""
+    from neuron2graph.decode import decode_model, open_run_db, save_layer
+    from neuron2graph.ids import NeuronId
+
+    lm = _load(model, device, dtype)
+    wanted: dict[int, list[int]] | None = None
+    if neurons is not None:
+        wanted = {}
+        for nid in NeuronId.parse_list(neurons):
+            lm.check_neuron(nid.layer, nid.neuron)
+            wanted.setdefault(nid.layer, []).append(nid.neuron)
+        layer_list = sorted(wanted)
+    else:
+        layer_list = _layers(layers, lm.n_layers)
+    conn = open_run_db(out, lm) if out is not None else None
+    start = time.perf_counter()
+    results: list[dict[str, Any]] = []
+    from tqdm import tqdm
+
+    from neuron2graph.decode import decode_layer
+    from neuron2graph.decode.weights import FinalNorm
+
+    norm = FinalNorm(lm)
+    layer_iter = (
+        decode_model(lm, layer_list, top=top, neuron_chunk=chunk_size,
+                     vocab_chunk=vocab_chunk_size)
+        if wanted is None
+        else (decode_layer(lm, la, top=top, neurons=wanted[la], norm=norm,
+                           neuron_chunk=chunk_size, vocab_chunk=vocab_chunk_size)
+              for la in tqdm(layer_list, desc="decode", unit="layer", leave=False))
+    )
+    for dec in layer_iter:
+        if conn is not None and out is not None:
+            save_layer(out, dec, lm, conn)
+            continue
+        ids = wanted[dec.layer] if wanted is not None else range(dec.n_neurons)
+        for row, neuron in enumerate(ids):
+            results.append({"layer": dec.layer, "neuron": neuron, **dec.neuron(row, lm.tokenizer)})
+    seconds = time.perf_counter() - start
+    n_done = sum(len(v) for v in wanted.values()) if wanted else len(layer_list) * lm.n_neurons
+    summary = {"model": lm.spec, "layers": layer_list, "neurons": n_done, "top": top,
+               "seconds": round(seconds, 3), "final_norm": norm.describe()}
+    if out is not None:
+        summary["out"] = str(out)
+        if json_out:
+            emit_json(summary)
+        else:
+            typer.echo(f"decoded {n_done} neurons of {len(layer_list)} layers in {seconds:.1f} s "
+                       f"-> {out}/decode/ and the `decode` table of {out}/index.sqlite")
+        return
+    if json_out:
+        emit_json({**summary, "results": results})
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{lm.spec}: decoded tokens (logit per unit activation)")
+    for col in ("neuron", "promotes", "suppresses", "reads"):
+        table.add_column(col)
+    for r in results[:show]:
+        table.add_row(f"{r['layer']}:{r['neuron']}", _fmt(r["promote"]), _fmt(r["suppress"]),
+                      _fmt(r["read"]))
+    _console().print(table)
+    if len(results) > show:
+        typer.echo(f"... {len(results) - show} more neurons: use --neurons, --json or --out")
+
+
+@command("find-neurons")
+def find_neurons_cmd(
+    token: Annotated[str, typer.Option(help='One token, e.g. " dog" (mind the space).')],
+    model: ModelOpt = "smollm2-135m",
+    layers: LayersOpt = None,
+    top: Annotated[int, typer.Option(min=1, help="Neurons to list.")] = 20,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
+    json_out: JsonOpt = False,
+) -> None:
+    """The neurons whose output weights most promote a token (the paper's "dog neuron" search)."""
+    from neuron2graph.decode import find_neurons, single_token_id
+
+    lm = _load(model, device, dtype)
+    token_id = single_token_id(lm.tokenizer, token)
+    hits = find_neurons(lm, token_id, top=top, layers=_layers(layers, lm.n_layers))
+    if json_out:
+        emit_json({"model": lm.spec, "token": token, "token_id": token_id, "neurons": hits})
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{lm.spec}: neurons promoting {token!r} (id {token_id})")
+    for col in ("neuron", "logit", "rank of token", "its top tokens"):
+        table.add_column(col)
+    for h in hits:
+        table.add_row(f"{h['layer']}:{h['neuron']}", f"{h['logit']:.3f}", str(h["rank"]),
+                      "  ".join(repr(t) for t in h["top_tokens"]))
+    _console().print(table)
+
+
+@command("clamp")
+def clamp_cmd(
+    neuron: Annotated[str, typer.Option(help="The neuron, LAYER:NEURON.")],
+    value: Annotated[float, typer.Option(help="Activation forced at every position.")],
+    prompt: Annotated[str, typer.Option(help="Text to continue.")],
+    model: ModelOpt = "smollm2-135m",
+    concept: Annotated[
+        list[str] | None,
+        typer.Option(help="Concept token (repeatable; default: the neuron's top 5 promoted)."),
+    ] = None,
+    max_new_tokens: Annotated[int, typer.Option(min=0)] = 20,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
+    json_out: JsonOpt = False,
+) -> None:
+    """Clamp a neuron and show how the next-token probabilities and the generation change."""
+    from neuron2graph.decode import clamp_report, neuron_logits, single_token_id
+    from neuron2graph.ids import NeuronId
+
+    nid = NeuronId.parse(neuron)
+    lm = _load(model, device, dtype)
+    lm.check_neuron(nid.layer, nid.neuron)
+    if concept:
+        ids = [single_token_id(lm.tokenizer, c) for c in concept]
+    else:
+        ids = neuron_logits(lm, nid.layer, nid.neuron).topk(5).indices.tolist()
+    rep = clamp_report(lm, nid.layer, nid.neuron, value, prompt, ids,
+                       max_new_tokens=max_new_tokens)
+    if json_out:
+        emit_json({"model": lm.spec, **rep.to_dict()})
+        return
+    from rich.table import Table
+
+    con = _console()
+    table = Table(title=f"{lm.spec}: {nid} clamped to {value:g}, next-token probability")
+    for col in ("concept", "p (base)", "p (clamped)", "x"):
+        table.add_column(col)
+    for c in rep.concepts:
+        table.add_row(repr(c.token), f"{c.p_base:.3g}", f"{c.p_clamped:.3g}", f"{c.ratio:.3g}")
+    table.add_row("all concepts", f"{rep.concept_mass_base:.3g}",
+                  f"{rep.concept_mass_clamped:.3g}", "")
+    con.print(table)
+    gen = Table(title=f"greedy continuation of {prompt!r}", show_lines=True)
+    gen.add_column("base")
+    gen.add_column(f"{nid} = {value:g}")
+    gen.add_row(rep.text_base, rep.text_clamped)
+    con.print(gen)
+
+
+@command("compare-models")
+def compare_models_cmd(
+    model: Annotated[
+        list[str], typer.Option("--model", "-m", help="Give exactly two: --model A --model B.")
+    ],
+    layers: LayersOpt = None,
+    top: Annotated[int, typer.Option(min=1, help="k of the top-k overlap (top-1 always).")] = 1,
+    kind: Annotated[str, typer.Option(help="promote, suppress, read or read_gate.")] = "promote",
+    out: Annotated[Path | None, typer.Option(help="Write a bar chart here (PNG).")] = None,
+    chunk_size: NeuronChunkOpt = 1024,
+    vocab_chunk_size: VocabChunkOpt = 16384,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
+    json_out: JsonOpt = False,
+) -> None:
+    """Per layer, the share of neurons whose top decoded token is the same in two models."""
+    from neuron2graph.decode import KINDS, compare_models, plot_comparison
+    from neuron2graph.decode.compare import check_compatible
+
+    if len(model) != 2:
+        raise N2GError(f"compare-models needs exactly two models, got {len(model)}: pass "
+                       "--model A --model B")
+    if kind not in KINDS:
+        raise N2GError(f"unknown kind {kind!r}: use one of {', '.join(KINDS)}")
+    a = _load(model[0], device, dtype)
+    b = _load(model[1], device, dtype)
+    check_compatible(a, b)
+    cmp = compare_models(a, b, _layers(layers, a.n_layers), top=top, kind=kind,
+                         neuron_chunk=chunk_size, vocab_chunk=vocab_chunk_size)
+    doc = cmp.to_dict()
+    if out is not None:
+        doc["plot"] = str(plot_comparison(cmp, out))
+    if json_out:
+        emit_json(doc)
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{kind} tokens: {a.spec} vs {b.spec}")
+    for col in ("layer", "top-1 agrees", f"top-{top} overlap"):
+        table.add_column(col, justify="right")
+    for x in cmp.layers:
+        table.add_row(str(x.layer), f"{100 * x.top1_agree:.1f}%", f"{100 * x.topk_overlap:.1f}%")
+    table.add_row("all", f"{100 * cmp.overall_top1:.1f}%", "")
+    _console().print(table)
+    if out is not None:
+        typer.echo(f"plot: {out}")

@@ -1,0 +1,186 @@
+"""Decode neurons through the LM head: what each neuron promotes, suppresses and reads.
+
+`decode_layer` gives, for every neuron of a layer, the top-k tokens of its write direction
+(promote), the bottom-k (suppress), and the top-k of its read rows (read; read_gate for gated
+MLPs). `find_neurons` inverts the question: which neurons, in any layer, most promote one token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from neuron2graph.decode.topk import DEFAULT_NEURON_CHUNK, DEFAULT_VOCAB_CHUNK, TopK, chunked_topk
+from neuron2graph.decode.weights import FinalNorm, neuron_directions, read_rows, unembedding
+from neuron2graph.errors import N2GError
+from neuron2graph.models.loading import LoadedModel
+from neuron2graph.tokens import token_piece, token_pieces
+
+KINDS = ("promote", "suppress", "read", "read_gate")
+"""promote/suppress: the write direction's top and bottom tokens; read: the input projection
+row's top tokens (up_proj, c_fc, dense_h_to_4h, fc1); read_gate: the gate row's (gated only)."""
+
+
+@dataclass
+class LayerDecode:
+    """Decoded tokens of every neuron of one layer, keyed by kind (see `KINDS`)."""
+
+    layer: int
+    top: int
+    kinds: dict[str, TopK] = field(default_factory=dict)
+
+    @property
+    def n_neurons(self) -> int:
+        return int(next(iter(self.kinds.values())).ids.shape[0])
+
+    def neuron(self, neuron: int, tokenizer: Any = None) -> dict[str, list[dict[str, Any]]]:
+        """One neuron's decoded tokens as `{kind: [{rank, token_id, token?, logit}, ...]}`."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        for kind, tk in self.kinds.items():
+            rows = []
+            for rank, (tid, val) in enumerate(
+                zip(tk.ids[neuron].tolist(), tk.values[neuron].tolist(), strict=True)
+            ):
+                row: dict[str, Any] = {"rank": rank, "token_id": tid, "logit": round(val, 5)}
+                if tokenizer is not None:
+                    row["token"] = token_piece(tokenizer, tid)
+                rows.append(row)
+            out[kind] = rows
+        return out
+
+
+def _subset(dirs: Tensor, pick: Tensor | None) -> Tensor:
+    return dirs if pick is None else dirs.index_select(0, pick.to(dirs.device))
+
+
+def decode_layer(
+    lm: LoadedModel,
+    layer: int,
+    *,
+    top: int = 10,
+    neuron_chunk: int = DEFAULT_NEURON_CHUNK,
+    vocab_chunk: int = DEFAULT_VOCAB_CHUNK,
+    kinds: Sequence[str] = KINDS,
+    norm: FinalNorm | None = None,
+    neurons: Sequence[int] | None = None,
+) -> LayerDecode:
+    """Decode every neuron of `layer` (or only `neurons`, in that order; row i of each result is
+    then `neurons[i]`). Memory stays at one `[neuron_chunk, vocab_chunk]` block."""
+    lm.check_neuron(layer)
+    for n in neurons or ():
+        lm.check_neuron(layer, n)
+    pick = None if neurons is None else torch.tensor(list(neurons), dtype=torch.long)
+    if top < 1:
+        raise N2GError(f"--top must be at least 1, got {top}")
+    norm = norm or FinalNorm(lm)
+    unembed = unembedding(lm)
+    result = LayerDecode(layer=layer, top=top)
+    if "promote" in kinds or "suppress" in kinds:
+        dirs = _subset(neuron_directions(lm, layer, "write", norm), pick)
+        best, worst = chunked_topk(dirs, unembed, top, bottom="suppress" in kinds,
+                                   neuron_chunk=neuron_chunk, vocab_chunk=vocab_chunk)
+        if "promote" in kinds:
+            result.kinds["promote"] = best
+        if worst is not None:
+            result.kinds["suppress"] = worst
+    gated = read_rows(lm, layer)[1] is not None
+    for side in ("read", "read_gate"):
+        if side in kinds and (side == "read" or gated):
+            dirs = _subset(neuron_directions(lm, layer, side, norm), pick)
+            result.kinds[side] = chunked_topk(
+                dirs, unembed, top, neuron_chunk=neuron_chunk, vocab_chunk=vocab_chunk
+            )[0]
+    return result
+
+
+def decode_model(
+    lm: LoadedModel,
+    layers: Sequence[int] | None = None,
+    *,
+    top: int = 10,
+    neuron_chunk: int = DEFAULT_NEURON_CHUNK,
+    vocab_chunk: int = DEFAULT_VOCAB_CHUNK,
+    kinds: Sequence[str] = KINDS,
+    progress: bool = True,
+) -> Iterator[LayerDecode]:
+    """Decode the given layers (all by default), one layer at a time, with a progress bar."""
+    from tqdm import tqdm
+
+    layers = list(range(lm.n_layers)) if layers is None else list(layers)
+    for layer in layers:
+        lm.check_neuron(layer)
+    norm = FinalNorm(lm)
+    bar = tqdm(layers, desc="decode", unit="layer", disable=not progress, leave=False)
+    for layer in bar:
+        yield decode_layer(
+            lm, layer, top=top, neuron_chunk=neuron_chunk, vocab_chunk=vocab_chunk, kinds=kinds,
+            norm=norm,
+        )
+
+
+def single_token_id(tokenizer: Any, text: str) -> int:
+    """The id of `text` if it is exactly one token; else a one-line error saying how it splits."""
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    if len(ids) != 1:
+        pieces = token_pieces(tokenizer, ids)
+        raise N2GError(
+            f"{text!r} is not a single token: it tokenises as {pieces} (ids {ids}); pass one "
+            "token, e.g. with or without a leading space"
+        )
+    return int(ids[0])
+
+
+@torch.inference_mode()
+def neuron_logits(lm: LoadedModel, layer: int, neuron: int) -> Float[Tensor, " vocab"]:
+    """Full-vocabulary logits of one neuron's write direction (float32, on the CPU)."""
+    lm.check_neuron(layer, neuron)
+    direction = neuron_directions(lm, layer, "write")[neuron]
+    return (unembedding(lm) @ direction).float().cpu()
+
+
+@torch.inference_mode()
+def find_neurons(
+    lm: LoadedModel,
+    token_id: int,
+    *,
+    top: int = 20,
+    layers: Sequence[int] | None = None,
+    context: int = 5,
+) -> list[dict[str, Any]]:
+    """The neurons whose write direction most promotes `token_id`, across `layers` (default all).
+
+    The score is `unembed[token] . (gain * w_out)`: the neuron's direct logit effect on the token
+    per unit of activation. Each hit also carries the token's rank among everything that neuron
+    promotes (0 = its top token) and the neuron's own top tokens, to judge how specific it is.
+    """
+    layers = list(range(lm.n_layers)) if layers is None else list(layers)
+    unembed = unembedding(lm)
+    if not 0 <= token_id < unembed.shape[0]:
+        raise N2GError(
+            f"token id {token_id} is out of range: the vocabulary has {unembed.shape[0]} tokens"
+        )
+    norm = FinalNorm(lm)
+    u = unembed[token_id]
+    scores = []
+    for layer in layers:
+        lm.check_neuron(layer)
+        scores.append((neuron_directions(lm, layer, "write", norm) @ u).float().cpu())
+    flat = torch.stack(scores)  # [layers, neurons]: one float per neuron, small
+    vals, pos = torch.topk(flat.reshape(-1), min(top, flat.numel()))
+    n = flat.shape[1]
+    hits = []
+    for val, p in zip(vals.tolist(), pos.tolist(), strict=True):
+        layer, neuron = layers[p // n], p % n
+        logits = neuron_logits(lm, layer, neuron)
+        rank = int((logits > logits[token_id]).sum())
+        best = torch.topk(logits, context).indices.tolist()
+        hits.append({
+            "layer": layer, "neuron": neuron, "logit": round(val, 5), "rank": rank,
+            "top_tokens": token_pieces(lm.tokenizer, best) if lm.tokenizer is not None else best,
+        })
+    return hits
