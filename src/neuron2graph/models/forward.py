@@ -44,6 +44,10 @@ def layer_activations(
         return {}
     for layer in layers:
         lm.check_neuron(layer)
+    for layer, index in (neurons or {}).items():
+        if index.numel() and not (transform and layer in transform):  # SAE units: other range
+            lm.check_neuron(layer, int(index.min()))
+            lm.check_neuron(layer, int(index.max()))
     wanted = sorted(set(layers))
     deepest = wanted[-1]
     out: dict[int, Tensor] = {}
