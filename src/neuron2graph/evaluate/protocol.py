@@ -1,0 +1,395 @@
+"""The paper's evaluation protocol (§4), with baselines, exclusions and a false-firing test.
+
+Per neuron: take its top-`k` examples (20) from the run, split them `n_train`/rest (10/10) with a
+seed, build a graph on the train half, predict the test half, and score the predictions against
+the recorded activations normalised by the neuron's max over the corpus (`metrics.py`). The token
+and 5-gram lookups and the "official choices" graph are fitted on the *same* train half and scored
+on the *same* test half. Each predictor is also run on ordinary text: the run's uniform random
+sample of windows minus every window among the neuron's recorded top examples, where the
+false-firing rate is the share of tokens predicted to fire among those where the neuron does not.
+
+Which neurons: `per_layer` neurons per layer drawn at random (seeded, per layer) among *alive*
+ones. Alive means: max activation over the recorded corpus > 0 and finite, at least `k` top
+examples recorded, and at least `min_firing_examples` of them firing (window max / a_max >=
+threshold) — with fewer, the train or the test half very likely holds no firing token at all.
+Candidates are drawn in a fixed random order per layer and every drawn-but-rejected neuron is
+listed with its reason, so nothing is dropped silently. Because the order only depends on the
+seed, a larger `per_layer` extends a smaller one, and finished neurons are reused.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from neuron2graph.errors import N2GError
+from neuron2graph.evaluate import storage
+from neuron2graph.evaluate.baselines import NgramLookup, TokenLookup
+from neuron2graph.evaluate.metrics import false_firing, score_tokens
+from neuron2graph.ids import NeuronId
+
+GRAPH_METHODS: dict[str, str] = {"n2g": "longest", "official": "greedy"}
+"""Graph methods and the prediction search each one uses (official: greedy, no backtracking)."""
+METHOD_LABELS: dict[str, str] = {
+    "n2g": "N2G",
+    "official": "N2G, official choices",
+    "token": "token lookup",
+    "5gram": "5-gram lookup",
+}
+
+
+class ExampleLike(Protocol):
+    window: int
+    token_ids: list[int]
+    tokens: list[str]
+    acts: list[float]
+    max_act: float
+
+
+class RunLike(Protocol):
+    """What the protocol needs from `neuron2graph.store.run.Run` (tests pass a small fake)."""
+
+    path: Path
+    manifest: dict[str, Any]
+
+    @property
+    def layers(self) -> list[int]: ...
+    @property
+    def n_neurons(self) -> int: ...
+    def a_max(self, nid: Any) -> float: ...
+    def top_examples(self, nid: Any, k: int | None = None) -> Sequence[ExampleLike]: ...
+    def sample_examples(self, nid: Any) -> Sequence[ExampleLike]: ...
+    def db(self) -> Any: ...
+
+
+@dataclass(frozen=True)
+class TrainSet:
+    """What a graph builder gets for one neuron: the train half of its top examples."""
+
+    nid: NeuronId
+    a_max: float
+    examples: list[list[int]]
+
+
+BuildFn = Callable[[Sequence[TrainSet], str], list[Any]]
+"""Build one graph (a NeuronGraph) per train set, for method "n2g" or "official", in order."""
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    seed: int = 0
+    k: int = 20
+    """Top examples per neuron (the paper: Neuroscope's top 20)."""
+    n_train: int = 10
+    threshold: float = 0.5
+    """A token fires when a / a_max >= threshold (truth and predictions alike)."""
+    min_firing_examples: int = 2
+    ngram: int = 5
+    official: bool = True
+    """Also build the official-choices graph (doubles the build time)."""
+    false_firing: bool = True
+    build: dict[str, Any] = field(default_factory=dict)
+    """Settings of the graph builder (model, N2G config); part of the resume fingerprint."""
+    batch_neurons: int = 4
+    """Neurons of one layer built together (speed only: not part of the fingerprint)."""
+
+    def settings(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.pop("batch_neurons")
+        return out
+
+
+@dataclass
+class Selection:
+    selected: list[NeuronId]
+    excluded: list[dict[str, Any]]
+    """{"neuron": "L:N", "reason": "..."} for every drawn or requested neuron that was rejected."""
+    shortfall: dict[int, int]
+    """Layers where fewer than per_layer alive neurons exist: layer -> how many are missing."""
+
+
+def why_not_alive(run: RunLike, nid: NeuronId, cfg: EvalConfig) -> str | None:
+    """None when the neuron can be evaluated, else the reason it is excluded."""
+    a_max = run.a_max(nid)
+    if not math.isfinite(a_max):
+        return f"max activation is {a_max}: the recording holds NaN/inf"
+    if a_max <= 0:
+        return "never fires: max activation over the recorded corpus is <= 0"
+    top = run.top_examples(nid, cfg.k)
+    if len(top) < cfg.k:
+        return f"only {len(top)} top examples recorded, the protocol needs {cfg.k}"
+    firing = sum(1 for ex in top if ex.max_act / a_max >= cfg.threshold)
+    if firing < cfg.min_firing_examples:
+        return (
+            f"only {firing} of its top {cfg.k} examples fire (max >= {cfg.threshold} a_max), "
+            f"need {cfg.min_firing_examples}"
+        )
+    return None
+
+
+def layer_order(n_neurons: int, layer: int, seed: int) -> list[int]:
+    """The seeded random order in which a layer's neurons are drawn."""
+    return [int(i) for i in np.random.default_rng([seed, layer]).permutation(n_neurons)]
+
+
+def select_neurons(
+    run: RunLike,
+    cfg: EvalConfig,
+    *,
+    layers: Sequence[int] | None = None,
+    per_layer: int = 50,
+    neurons: Sequence[NeuronId] | None = None,
+) -> Selection:
+    """Explicit `neurons`, or `per_layer` random alive neurons from each of `layers`."""
+    recorded = set(run.layers)
+    selected: list[NeuronId] = []
+    excluded: list[dict[str, Any]] = []
+    shortfall: dict[int, int] = {}
+    if neurons:
+        for nid in neurons:
+            _check_recorded(run, nid.layer, recorded)
+            if not 0 <= nid.neuron < run.n_neurons:
+                raise N2GError(f"neuron {nid} is out of range: neurons are 0..{run.n_neurons - 1}")
+            reason = why_not_alive(run, nid, cfg)
+            if reason:
+                excluded.append({"neuron": str(nid), "reason": reason})
+            else:
+                selected.append(nid)
+        return Selection(selected, excluded, shortfall)
+    if per_layer < 1:
+        raise N2GError("--per-layer must be at least 1")
+    for layer in layers if layers is not None else sorted(recorded):
+        _check_recorded(run, layer, recorded)
+        taken = 0
+        for neuron in layer_order(run.n_neurons, layer, cfg.seed):
+            if taken >= per_layer:
+                break
+            nid = NeuronId(layer, neuron)
+            reason = why_not_alive(run, nid, cfg)
+            if reason:
+                excluded.append({"neuron": str(nid), "reason": reason})
+            else:
+                selected.append(nid)
+                taken += 1
+        if taken < per_layer:
+            shortfall[layer] = per_layer - taken
+    return Selection(selected, excluded, shortfall)
+
+
+def _check_recorded(run: RunLike, layer: int, recorded: set[int]) -> None:
+    if layer not in recorded:
+        have = ",".join(str(x) for x in sorted(recorded))
+        raise N2GError(
+            f"layer {layer} was not recorded in {run.path} (recorded: {have}): pass --layers "
+            f"among those, or record it with n2g record --layers {layer}"
+        )
+
+
+def split_indices(n: int, n_train: int, seed: int, nid: NeuronId) -> tuple[list[int], list[int]]:
+    """Seeded train/test split of `n` examples; depends only on (seed, neuron), not on order."""
+    if not 0 < n_train < n:
+        raise N2GError(f"cannot split {n} examples into {n_train} train and the rest test")
+    perm = np.random.default_rng([seed, nid.layer, nid.neuron]).permutation(n)
+    return sorted(int(i) for i in perm[:n_train]), sorted(int(i) for i in perm[n_train:])
+
+
+def _norm(acts: Sequence[float], a_max: float) -> list[float]:
+    return [float(a) / a_max for a in acts]
+
+
+def _graph_predictor(graph: Any, search: str) -> Callable[[ExampleLike], list[float]]:
+    def predict(ex: ExampleLike) -> list[float]:
+        return list(graph.predict(ex.tokens, search=search))
+
+    return predict
+
+
+def _graph_info(graph: Any) -> dict[str, Any]:
+    return {"n_nodes": graph.n_nodes(), "n_activating": len(graph.root.children)}
+
+
+def evaluate_neuron(
+    run: RunLike,
+    nid: NeuronId,
+    cfg: EvalConfig,
+    graphs: dict[str, Any],
+) -> dict[str, Any]:
+    """Score every method on one neuron's test half (and ordinary text); returns its result row.
+
+    `graphs` maps graph methods ("n2g", "official") to graphs already built on the train half.
+    """
+    a_max = run.a_max(nid)
+    top = list(run.top_examples(nid, cfg.k))
+    train_idx, test_idx = split_indices(len(top), cfg.n_train, cfg.seed, nid)
+    train = [top[i] for i in train_idx]
+    test = [top[i] for i in test_idx]
+    real = [_norm(ex.acts, a_max) for ex in test]
+
+    predictors: dict[str, Callable[[ExampleLike], list[float]]] = {}
+    for method, graph in graphs.items():
+        predictors[method] = _graph_predictor(graph, GRAPH_METHODS[method])
+    train_ids = [ex.token_ids for ex in train]
+    train_acts = [_norm(ex.acts, a_max) for ex in train]
+    token = TokenLookup.fit(train_ids, train_acts)
+    gram = NgramLookup.fit(train_ids, train_acts, n=cfg.ngram)
+    predictors["token"] = lambda ex: token.predict(ex.token_ids)
+    predictors["5gram"] = lambda ex: gram.predict(ex.token_ids)
+
+    sample: list[ExampleLike] = []
+    if cfg.false_firing:
+        top_windows = {ex.window for ex in run.top_examples(nid)}
+        sample = [ex for ex in run.sample_examples(nid) if ex.window not in top_windows]
+    sample_real = [_norm(ex.acts, a_max) for ex in sample]
+
+    methods: dict[str, Any] = {}
+    for method, predict in predictors.items():
+        t0 = time.perf_counter()
+        scores = score_tokens(real, [predict(ex) for ex in test], threshold=cfg.threshold)
+        entry: dict[str, Any] = scores.to_json()
+        if cfg.false_firing:
+            pred = [predict(ex) for ex in sample]
+            ff = false_firing(sample_real, pred, threshold=cfg.threshold)
+            entry["false_firing"] = ff.to_json()
+        entry["predict_s"] = round(time.perf_counter() - t0, 4)
+        if method in graphs:
+            entry.update(_graph_info(graphs[method]))
+        methods[method] = entry
+
+    n_firing = sum(1 for ex in top if ex.max_act / a_max >= cfg.threshold)
+    return {
+        "layer": nid.layer,
+        "neuron": nid.neuron,
+        "id": str(nid),
+        "seed": cfg.seed,
+        "a_max": a_max,
+        "n_firing_examples": n_firing,
+        "train_windows": [ex.window for ex in train],
+        "test_windows": [ex.window for ex in test],
+        "test": {
+            "n_examples": len(test),
+            "n_tokens": sum(len(r) for r in real),
+            "n_firing": sum(1 for r in real for v in r if v >= cfg.threshold),
+        },
+        "sample": {"n_windows": len(sample), "n_tokens": sum(len(r) for r in sample_real)},
+        "methods": methods,
+    }
+
+
+def train_set(run: RunLike, nid: NeuronId, cfg: EvalConfig) -> TrainSet:
+    top = list(run.top_examples(nid, cfg.k))
+    train_idx, _ = split_indices(len(top), cfg.n_train, cfg.seed, nid)
+    return TrainSet(nid=nid, a_max=run.a_max(nid), examples=[top[i].token_ids for i in train_idx])
+
+
+@dataclass
+class EvalOutcome:
+    rows: list[dict[str, Any]]
+    """One finished row per selected neuron, in selection order."""
+    computed: int
+    reused: int
+    wall_s: float
+
+
+def _progress(total: int, enabled: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    tty = sys.stderr.isatty()
+    # In a log file (a long published run) a bar redrawn every 0.1 s floods it: update rarely.
+    return tqdm(total=total, desc="eval", unit="neuron", disable=not enabled or total == 0,
+                mininterval=0.5 if tty else 30.0, file=sys.stderr, dynamic_ncols=tty)
+
+
+def run_protocol(
+    run: RunLike,
+    selection: Selection,
+    cfg: EvalConfig,
+    make_builder: Callable[[], BuildFn],
+    *,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> EvalOutcome:
+    """Evaluate every selected neuron not evaluated yet; finished neurons are saved one by one.
+
+    `make_builder` is only called when there is something to build, so a finished evaluation
+    re-renders its report without loading the model.
+    """
+    start = time.perf_counter()
+    storage.check_settings(run.path, cfg.settings(), overwrite=overwrite)
+    done: dict[NeuronId, dict[str, Any]] = {}
+    for nid in selection.selected:
+        row = storage.load_neuron(run.path, nid)
+        if row is not None:
+            done[nid] = row
+    todo = [nid for nid in selection.selected if nid not in done]
+    reused = len(done)
+    if todo:
+        builder = make_builder()
+        db = run.db()
+        storage.ensure_table(db)
+        bar = _progress(len(todo), progress)
+        try:
+            for chunk in _chunks(todo, cfg.batch_neurons):
+                sets = [train_set(run, nid, cfg) for nid in chunk]
+                graphs: dict[NeuronId, dict[str, Any]] = {nid: {} for nid in chunk}
+                build_s: dict[str, float] = {}
+                for method in GRAPH_METHODS:
+                    if method == "official" and not cfg.official:
+                        continue
+                    t0 = time.perf_counter()
+                    built = builder(sets, method)
+                    build_s[method] = (time.perf_counter() - t0) / len(chunk)
+                    for nid, graph in zip(chunk, built, strict=True):
+                        graph.save(storage.graph_file(run.path, method, nid))
+                        graphs[nid][method] = graph
+                for nid in chunk:
+                    t0 = time.perf_counter()
+                    row = evaluate_neuron(run, nid, cfg, graphs[nid])
+                    for method, seconds in build_s.items():
+                        row["methods"][method]["build_s"] = round(seconds, 3)
+                    row["seconds"] = round(sum(build_s.values()) + time.perf_counter() - t0, 3)
+                    storage.save_neuron(run.path, db, row)
+                    done[nid] = row
+                    bar.update(1)
+        finally:
+            bar.close()
+            db.close()
+    rows = [done[nid] for nid in selection.selected]
+    return EvalOutcome(rows=rows, computed=len(todo), reused=reused,
+                       wall_s=time.perf_counter() - start)
+
+
+def _chunks(nids: list[NeuronId], size: int) -> list[list[NeuronId]]:
+    """Groups of at most `size` neurons, never mixing layers (the builder batches per layer)."""
+    out: list[list[NeuronId]] = []
+    for nid in nids:
+        if out and len(out[-1]) < max(1, size) and out[-1][0].layer == nid.layer:
+            out[-1].append(nid)
+        else:
+            out.append([nid])
+    return out
+
+
+__all__ = [
+    "GRAPH_METHODS",
+    "METHOD_LABELS",
+    "BuildFn",
+    "EvalConfig",
+    "EvalOutcome",
+    "RunLike",
+    "Selection",
+    "TrainSet",
+    "evaluate_neuron",
+    "layer_order",
+    "run_protocol",
+    "select_neurons",
+    "split_indices",
+    "train_set",
+    "why_not_alive",
+]
