@@ -1,3 +1,145 @@
-"""Commands of this stage (registered on import; keep torch imports inside functions)."""
+"""`n2g eval`: the paper's Table 1 on a recorded run, with baselines (docs/evaluation.md)."""
 
-from neuron2graph.cli.app import app  # noqa: F401
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from neuron2graph.cli.app import DeviceOpt, DtypeOpt, JsonOpt, command, emit_json
+
+
+@command("eval")
+def eval_command(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory made by n2g record.")],
+    layers: Annotated[
+        str | None,
+        typer.Option(help="Layers to sample neurons from, e.g. 0,5,10 or 0-3 (default: all "
+                     "recorded layers)."),
+    ] = None,
+    per_layer: Annotated[
+        int, typer.Option(help="Random alive neurons per layer (the paper: 50).")
+    ] = 50,
+    neurons: Annotated[
+        str | None,
+        typer.Option(help="Evaluate these neurons instead of a random draw, e.g. 3:41,5:7."),
+    ] = None,
+    seed: Annotated[
+        int, typer.Option(help="Seed of the neuron draw and the train/test splits.")
+    ] = 0,
+    top_k: Annotated[
+        int, typer.Option("--top-k", help="Top examples per neuron (split train/test).")
+    ] = 20,
+    n_train: Annotated[int, typer.Option(help="Examples in the train half.")] = 10,
+    min_firing_examples: Annotated[
+        int,
+        typer.Option(help="A neuron is alive when at least this many of its top examples fire."),
+    ] = 2,
+    official: Annotated[
+        bool,
+        typer.Option("--official/--no-official",
+                     help="Also build the official-choices graph (doubles build time)."),
+    ] = True,
+    false_firing: Annotated[
+        bool,
+        typer.Option("--false-firing/--no-false-firing",
+                     help="Score false firing on the run's random sample of ordinary text."),
+    ] = True,
+    augmenter: Annotated[
+        str,
+        typer.Option(help="N2G augmenter: causal (the studied model), none, or a fill-mask model."),
+    ] = "causal",
+    batch_neurons: Annotated[
+        int, typer.Option(help="Neurons of a layer built together (speed only).")
+    ] = 4,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Discard earlier results in RUN/eval first.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Evaluate graphs on held-out top examples (paper §4), with baselines and false firing.
+
+    Per neuron: split its top examples 10/10 (seeded), build on train, predict test; score N2G,
+    N2G with the official code's choices, token lookup and 5-gram lookup. Finished neurons are
+    saved one by one in RUN/eval/neurons, so a killed run resumes where it stopped. Writes
+    RUN/eval/results.json, table.md and f1_by_layer.png.
+    """
+    from neuron2graph.errors import N2GError
+    from neuron2graph.evaluate.protocol import EvalConfig, run_protocol, select_neurons
+    from neuron2graph.evaluate.report import build_results, markdown_table, summary, write_report
+    from neuron2graph.ids import NeuronId, parse_layers
+    from neuron2graph.store.run import Run
+
+    if batch_neurons < 1:
+        raise N2GError("--batch-neurons must be at least 1")
+    if not 0 < n_train < top_k:
+        raise N2GError(f"--n-train {n_train} must be between 1 and --top-k - 1 ({top_k - 1})")
+    run = Run.open(run_dir)
+    aug = None if augmenter.lower() in ("none", "off", "") else augmenter
+    build_settings = _n2g_settings(aug)
+    cfg = EvalConfig(
+        seed=seed, k=top_k, n_train=n_train, min_firing_examples=min_firing_examples,
+        official=official, false_firing=false_firing,
+        build={"model": run.manifest.get("model"), "n2g": build_settings},
+        batch_neurons=batch_neurons,
+    )
+    wanted = NeuronId.parse_list(neurons) if neurons else None
+    layer_list = parse_layers(layers) if layers else None
+    selection = select_neurons(run, cfg, layers=layer_list, per_layer=per_layer, neurons=wanted)
+    if not selection.selected:
+        raise N2GError(
+            f"no alive neuron to evaluate ({len(selection.excluded)} excluded, see reasons with "
+            "--json): record more text, or lower --min-firing-examples"
+        )
+
+    def make_builder() -> Any:
+        from neuron2graph.evaluate.builder import load_run_model, model_builder, n2g_config
+
+        _quiet_libraries()
+        lm = load_run_model(run, device=device, dtype=None if dtype == "auto" else dtype)
+        return model_builder(lm, n2g_config(augmenter=aug), run)
+
+    outcome = run_protocol(run, selection, cfg, make_builder, overwrite=overwrite,
+                           progress=not quiet and not json_out)
+    request = {"layers": layer_list, "per_layer": None if wanted else per_layer,
+               "neurons": [str(n) for n in wanted] if wanted else None}
+    results = build_results(run, selection, cfg, outcome, request)
+    paths = write_report(run.path, results)
+    if json_out:
+        emit_json(summary(results))
+        return
+    typer.echo(markdown_table(results))
+    t = results["timings"]
+    typer.echo(
+        f"{len(outcome.rows)} neurons ({outcome.computed} evaluated now, {outcome.reused} reused) "
+        f"in {t['wall_s']:.0f} s; mean {t['mean_neuron_s']} s per neuron"
+    )
+    for name, path in paths.items():
+        if path.exists():
+            typer.echo(f"{name}: {path}")
+
+
+def _n2g_settings(augmenter: str | None) -> dict[str, Any]:
+    from neuron2graph.evaluate.builder import config_settings, n2g_config
+
+    return config_settings(n2g_config(augmenter=augmenter))
+
+
+def _quiet_libraries() -> None:
+    """Keep a long run's log readable: no transformers/tokenizers chatter."""
+    import os
+    import warnings
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore", category=UserWarning)
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
