@@ -20,13 +20,14 @@ import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from neuron2graph.errors import N2GError
 from neuron2graph.store.atomic import write_json_atomic
 
 SCHEMA = "neuron2graph/graph"
 SCHEMA_VERSION = 1
+Search = Literal["longest", "greedy"]
 IGNORE = "\x00*"  # key of the wildcard child; cannot collide with a real token piece
 
 
@@ -163,11 +164,21 @@ class NeuronGraph:
                 node.examples.append(example)
 
     # --------------------------------------------------------------- prediction
-    def match(self, tokens: Sequence[str], position: int) -> Match | None:
-        """The longest complete match ending at `position` (ties: higher activation), or None."""
+    def match(
+        self, tokens: Sequence[str], position: int, *, search: Search = "longest"
+    ) -> Match | None:
+        """The longest complete match ending at `position` (ties: higher activation), or None.
+
+        `search="greedy"` reproduces the official code: at each step take the exact child if there
+        is one, else the wildcard, never backtrack, and return the last termination passed.
+        """
         first = self.root.children.get(self.key(tokens[position]))
         if first is None:
             return None
+        if search == "greedy":
+            return self._greedy(tokens, position, first)
+        if search != "longest":
+            raise N2GError(f"unknown search {search!r}: use 'longest' or 'greedy'")
         best: tuple[int, float, list[Node]] | None = None
         # Depth-first search with explicit backtracking over exact and wildcard children.
         stack: list[tuple[Node, int, list[Node]]] = [(first, position - 1, [first])]
@@ -194,21 +205,43 @@ class NeuronGraph:
             path=tuple((position - i, n.token) for i, n in enumerate(nodes)),
         )
 
-    def predict(self, tokens: Sequence[str]) -> list[float]:
+    def _greedy(self, tokens: Sequence[str], position: int, first: Node) -> Match | None:
+        node, pos, path = first, position - 1, [first]
+        last: tuple[float, list[Node]] | None = None
+        while True:
+            if node.end_activation is not None:
+                last = (node.end_activation, list(path))
+            if pos < 0:
+                break
+            nxt = node.children.get(self.key(tokens[pos])) or node.children.get(IGNORE)
+            if nxt is None:
+                break
+            node, pos = nxt, pos - 1
+            path.append(nxt)
+        if last is None:
+            return None
+        activation, nodes = last
+        return Match(
+            position=position,
+            activation=activation,
+            path=tuple((position - i, n.token) for i, n in enumerate(nodes)),
+        )
+
+    def predict(self, tokens: Sequence[str], *, search: Search = "longest") -> list[float]:
         """Predicted normalised activation for every token (0.0 where nothing matches)."""
         out = [0.0] * len(tokens)
         roots = self.root.children
         key = self.key
         for i, tok in enumerate(tokens):
             if key(tok) in roots:
-                m = self.match(tokens, i)
+                m = self.match(tokens, i, search=search)
                 if m is not None:
                     out[i] = m.activation
         return out
 
-    def explain(self, tokens: Sequence[str]) -> list[Match | None]:
+    def explain(self, tokens: Sequence[str], *, search: Search = "longest") -> list[Match | None]:
         """Like `predict`, but return the matched path behind every predicted firing."""
-        return [self.match(tokens, i) for i in range(len(tokens))]
+        return [self.match(tokens, i, search=search) for i in range(len(tokens))]
 
     # ------------------------------------------------------------ introspection
     @property

@@ -1,0 +1,349 @@
+"""The N2G pipeline: prune -> saliency -> augment -> saliency -> build, batched across neurons.
+
+`build_graphs` groups requests by layer and runs each stage for *all* neurons of a layer at once,
+through one `LayerRunner` (truncated forwards that read every requested neuron of the layer in a
+single pass). Each stage is the typed, separately tested function of its module; this file only
+moves data between them. Problems with one neuron (never fires, NaN activation) give that neuron an
+empty graph and a flag in its stats; they never stop the others.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from neuron2graph.errors import N2GError
+from neuron2graph.ids import NeuronId
+from neuron2graph.models.loading import LoadedModel
+from neuron2graph.n2g.augment import (
+    AugmentConfig,
+    Augmenter,
+    AugmentItem,
+    CausalAugmenter,
+    MaskedLMAugmenter,
+    important_positions,
+)
+from neuron2graph.n2g.build import BuildConfig, Prompt, build_graph
+from neuron2graph.n2g.graph import NeuronGraph
+from neuron2graph.n2g.prune import PruneConfig, PruneSearch, official_prune_tokens
+from neuron2graph.n2g.runner import LayerRunner
+from neuron2graph.n2g.saliency import (
+    SaliencyConfig,
+    activating_positions,
+    finish_saliency,
+    plan_saliency,
+    resolve_mask_id,
+)
+from neuron2graph.tokens import token_pieces
+
+
+@dataclass(frozen=True)
+class N2GConfig:
+    prune: PruneConfig = field(default_factory=PruneConfig)
+    saliency: SaliencyConfig = field(default_factory=SaliencyConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    build: BuildConfig = field(default_factory=BuildConfig)
+    augmenter: str | None = "causal"
+    """`causal` (the studied model proposes substitutes), a fill-mask model name/path, or None."""
+    keep_bos: bool = True
+    """Keep a leading BOS in pruned prompts (the model saw it when the example was recorded)."""
+    max_batch_tokens: int = 8192
+
+
+@dataclass
+class NeuronRequest:
+    layer: int
+    neuron: int
+    examples: list[list[int]]
+    a_max: float
+    acts: list[list[float]] | None = None
+    """Recorded activations of the examples (measured again when None)."""
+
+
+@dataclass
+class BuildStats:
+    examples: int = 0
+    examples_not_firing: int = 0
+    pruned_threshold_not_met: int = 0
+    augmented_prompts: int = 0
+    paths: int = 0
+    token_layers: float = 0.0
+    padded_token_layers: float = 0.0
+    forward_seconds: float = 0.0
+    seconds: float = 0.0
+    official_token_layers: float = 0.0
+    """Estimate of what the official algorithm runs on the same examples (see docs/n2g.md)."""
+    flags: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class BuildResult:
+    graph: NeuronGraph
+    stats: BuildStats
+
+
+@dataclass
+class _Work:
+    """One neuron's state through the stages of a layer group."""
+
+    col: int
+    req: NeuronRequest
+    stats: BuildStats
+    prompts: list[Prompt] = field(default_factory=list)
+    ids: list[list[int]] = field(default_factory=list)
+    keys: list[int] = field(default_factory=list)
+    alive: bool = True
+
+    def fail(self, flag: str) -> None:
+        self.alive = False
+        self.stats.flags.append(flag)
+
+
+Job = tuple["_Work", list[int], bool, "int | None"]
+"""(neuron work, prompt token ids, prompt starts with a kept BOS, source example index)."""
+
+
+def _check_acts(acts: Sequence[float]) -> None:
+    if any(not math.isfinite(a) for a in acts):
+        raise N2GError("activation is NaN or inf: check the model weights and dtype (try fp32)")
+
+
+def _make_augmenter(lm: LoadedModel, runner: LayerRunner, config: N2GConfig) -> Augmenter | None:
+    if not config.augmenter or config.augment.n_substitutes <= 0:
+        return None
+    if config.augmenter == "causal":
+        tok = lm.tokenizer
+        specials = [getattr(tok, f"{n}_token_id", None) for n in ("pad", "bos", "eos", "unk")]
+        return CausalAugmenter(runner.next_tokens, config.augment,
+                               exclude=[int(s) for s in specials if s is not None])
+    return MaskedLMAugmenter(config.augmenter, lm.tokenizer, config.augment)
+
+
+def _measure(
+    runner: LayerRunner,
+    works: list[_Work],
+    jobs: list[Job],
+    config: N2GConfig,
+    mask_id: int | None,
+    key_rows: dict[int, int],
+) -> list[Prompt | None]:
+    """Activations then importance rows for (work, ids, has_bos, example) jobs, all batched."""
+    acts = runner.acts([ids for _w, ids, _b, _e in jobs], [w.col for w, _i, _b, _e in jobs])
+    plans = []
+    for n, ((w, ids, bos, _ex), a) in enumerate(zip(jobs, acts, strict=True)):
+        try:
+            _check_acts(a)
+        except N2GError as exc:
+            if w.alive:
+                w.fail(f"nan_activation: {exc}")
+        rows = [j for j in activating_positions(a, w.req.a_max, config.build.activation_threshold)
+                if not (bos and j == 0)]
+        if n in key_rows and a[key_rows[n]] > 0:
+            rows = sorted(set(rows) | {key_rows[n]})
+        if not w.alive:
+            rows = []
+        plans.append(plan_saliency(ids, a, rows, mask_id,
+                                   skip_first=bos and not config.saliency.mask_first))
+    flat = [(p, v, jobs[i][0].col) for i, p in enumerate(plans) for v in p.variants]
+    vacts = runner.acts([v for _p, v, _c in flat], [c for _p, _v, c in flat])
+    out: list[Prompt | None] = []
+    pos = 0
+    for (w, ids, bos, ex), plan in zip(jobs, plans, strict=True):
+        chunk = vacts[pos : pos + len(plan.variants)]
+        pos += len(plan.variants)
+        if not w.alive:
+            out.append(None)
+            continue
+        try:
+            imps = finish_saliency(plan, chunk)
+        except N2GError as exc:
+            w.fail(f"nan_activation: {exc}")
+            out.append(None)
+            continue
+        out.append(Prompt(token_pieces(runner.lm.tokenizer, ids), plan.acts, imps.rows, ex, bos))
+    return out
+
+
+def _build_layer(
+    lm: LoadedModel,
+    layer: int,
+    reqs: list[tuple[int, NeuronRequest]],
+    config: N2GConfig,
+    progress: Callable[[int], None] | None,
+) -> dict[int, BuildResult]:
+    start = time.perf_counter()
+    works = [_Work(col, req, BuildStats(examples=len(req.examples)))
+             for col, (_i, req) in enumerate(reqs)]
+    runner = LayerRunner(lm, layer, [r.neuron for _i, r in reqs],
+                         max_batch_tokens=config.max_batch_tokens)
+    mask_id = resolve_mask_id(lm.tokenizer, config.saliency.mask)
+    bos_id = getattr(lm.tokenizer, "bos_token_id", None) if config.keep_bos else None
+    depth = lm.n_layers
+    for w in works:
+        if not math.isfinite(w.req.a_max):
+            w.fail("nan_activation: a_max is NaN or inf")
+        elif w.req.a_max <= 0:
+            w.fail("never_fires: a_max <= 0, the neuron never activates on the corpus")
+        elif not w.req.examples:
+            w.fail("no_examples")
+    live = [w for w in works if w.alive]
+    searches = _prune_all(runner, live, config, bos_id)
+    jobs: list[Job] = []
+    key_rows: dict[int, int] = {}
+    for w, e, search in searches:
+        res = search.result()
+        if not res.threshold_met:
+            w.stats.pruned_threshold_not_met += 1
+        shortest = search.chosen if res.threshold_met else None
+        w.stats.official_token_layers += official_prune_tokens(search.key, shortest,
+                                                               config.prune) * depth
+        bos = bool(bos_id is not None and res.token_ids and res.token_ids[0] == bos_id
+                   and res.key_index > 0)
+        key_rows[len(jobs)] = res.key_index
+        w.keys.append(res.key_index)
+        jobs.append((w, res.token_ids, bos, e))
+    # 2. measure + saliency of the pruned prompts
+    prompts = _measure(runner, works, jobs, config, mask_id, key_rows)
+    for w, prompt in zip((j[0] for j in jobs), prompts, strict=True):
+        if prompt is not None and w.alive:
+            w.prompts.append(prompt)
+    # 3. augment (positions important for the key token), then measure the new prompts
+    augmenter = _make_augmenter(lm, runner, config)
+    if augmenter is not None:
+        _augment(runner, augmenter, works, jobs, prompts, key_rows, config, mask_id)
+    # 4. build, and the official algorithm's bill on the same prompts
+    overhead = time.perf_counter() - start - sum(m.forward_seconds for m in runner.meters)
+    results: dict[int, BuildResult] = {}
+    for w, (index, req) in zip(works, reqs, strict=True):
+        results[index] = _finish(w, req, runner, config, overhead / len(works))
+        if progress is not None:
+            progress(1)
+    return results
+
+
+def _prune_all(
+    runner: LayerRunner, live: list[_Work], config: N2GConfig, bos_id: int | None
+) -> list[tuple[_Work, int, PruneSearch]]:
+    """Measure the examples (unless recorded activations came with them), then prune them all,
+    every example of every neuron advancing one batch at a time."""
+    need = [(w, ex) for w in live if w.req.acts is None for ex in w.req.examples]
+    measured = iter(runner.acts([ex for _w, ex in need], [w.col for w, _ex in need]))
+    searches: list[tuple[_Work, int, PruneSearch]] = []
+    for w in live:
+        all_acts = w.req.acts or [next(measured) for _ in w.req.examples]
+        for e, (ex, acts) in enumerate(zip(w.req.examples, all_acts, strict=True)):
+            if not ex or (all(math.isfinite(a) for a in acts) and max(acts) <= 0):
+                w.stats.examples_not_firing += 1
+                continue
+            try:
+                searches.append((w, e, PruneSearch(list(ex), list(acts), config.prune, bos_id)))
+            except N2GError as exc:
+                w.fail(f"bad_example: {exc}")
+                break
+    searches = [s for s in searches if s[0].alive]
+    while True:
+        todo = [(s, p) for s in searches if not s[2].done for p in s[2].pending()]
+        if not todo:
+            return searches
+        out = runner.acts([p for _s, p in todo], [s[0].col for s, _p in todo])
+        per: dict[int, list[float]] = {}
+        for (s, _p), a in zip(todo, out, strict=True):
+            per.setdefault(id(s[2]), []).append(a[-1])
+        for _w, _e, search in searches:
+            if id(search) in per:
+                search.feed(per[id(search)])
+
+
+def _augment(
+    runner: LayerRunner,
+    augmenter: Augmenter,
+    works: list[_Work],
+    jobs: list[Job],
+    prompts: list[Prompt | None],
+    key_rows: dict[int, int],
+    config: N2GConfig,
+    mask_id: int | None,
+) -> None:
+    items: list[tuple[_Work, AugmentItem, bool, int | None]] = []
+    for n, ((w, ids, bos, ex), prompt) in enumerate(zip(jobs, prompts, strict=True)):
+        if prompt is None or not w.alive:
+            continue
+        key = key_rows[n]
+        row = prompt.importances.get(key)
+        if row is not None:
+            positions = important_positions(row, key, config.augment.importance_threshold,
+                                            skip_first=bos)
+            if positions:
+                items.append((w, AugmentItem(ids, positions), bos, ex))
+    if not items:
+        return
+    weights = [0.0] * len(works)
+    for w, _it, _b, _e in items:
+        weights[w.col] += 1
+    with runner.shared(weights):
+        proposed = augmenter.augment([it for _w, it, _b, _e in items])
+    aug_jobs: list[Job] = []
+    seen: dict[int, set[tuple[int, ...]]] = {}
+    for w, ids, _b, _e in jobs:
+        seen.setdefault(w.col, set()).add(tuple(ids))
+    for (w, _it, bos, ex), new_prompts in zip(items, proposed, strict=True):
+        for new_ids in new_prompts:
+            if tuple(new_ids) not in seen[w.col]:
+                seen[w.col].add(tuple(new_ids))
+                aug_jobs.append((w, new_ids, bos, ex))
+                w.stats.augmented_prompts += 1
+    measured = _measure(runner, works, aug_jobs, config, mask_id, {})
+    for prompt, job in zip(measured, aug_jobs, strict=True):
+        if prompt is not None and job[0].alive:
+            job[0].prompts.append(prompt)
+
+
+def _finish(
+    w: _Work, req: NeuronRequest, runner: LayerRunner, config: N2GConfig, overhead: float
+) -> BuildResult:
+    nid = str(NeuronId(req.layer, req.neuron))
+    graph = (build_graph(nid, w.prompts, req.a_max, config.build) if w.alive
+             else NeuronGraph(nid, fold=config.build.fold))
+    depth = runner.lm.n_layers
+    for prompt in w.prompts:  # the official code masks every pair, at full depth
+        n = len(prompt.tokens)
+        w.stats.official_token_layers += (n * n + n) * depth
+    meter = runner.meters[w.col]
+    st = w.stats
+    st.paths = sum(node.end_count for node in graph.root.walk())
+    st.token_layers, st.padded_token_layers = meter.token_layers, meter.padded_token_layers
+    st.forward_seconds = meter.forward_seconds
+    st.seconds = meter.forward_seconds + overhead
+    graph.meta.update({"a_max": req.a_max, "stats": st.as_dict(), "config": _config_dict(config)})
+    return BuildResult(graph, st)
+
+
+def _config_dict(config: N2GConfig) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return asdict(config)
+
+
+def build_graphs(
+    lm: LoadedModel,
+    requests: Sequence[NeuronRequest],
+    config: N2GConfig | None = None,
+    *,
+    progress: Callable[[int], None] | None = None,
+) -> list[BuildResult]:
+    """Build one graph per request; neurons of the same layer share every batch."""
+    cfg = config or N2GConfig()
+    by_layer: dict[int, list[tuple[int, NeuronRequest]]] = {}
+    for i, req in enumerate(requests):
+        lm.check_neuron(req.layer, req.neuron)
+        by_layer.setdefault(req.layer, []).append((i, req))
+    results: dict[int, BuildResult] = {}
+    for layer, reqs in sorted(by_layer.items()):
+        results.update(_build_layer(lm, layer, reqs, cfg, progress))
+    return [results[i] for i in range(len(requests))]
