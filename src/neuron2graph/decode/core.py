@@ -46,7 +46,7 @@ class LayerDecode:
             for rank, (tid, val) in enumerate(
                 zip(tk.ids[neuron].tolist(), tk.values[neuron].tolist(), strict=True)
             ):
-                row: dict[str, Any] = {"rank": rank, "token_id": tid, "logit": round(val, 5)}
+                row: dict[str, Any] = {"rank": rank, "token_id": tid, "logit": float(val)}
                 if tokenizer is not None:
                     row["token"] = token_piece(tokenizer, tid)
                 rows.append(row)
@@ -180,7 +180,7 @@ def find_neurons(
         rank = int((logits > logits[token_id]).sum())
         best = torch.topk(logits, context).indices.tolist()
         hits.append({
-            "layer": layer, "neuron": neuron, "logit": round(val, 5), "rank": rank,
+            "layer": layer, "neuron": neuron, "logit": float(val), "rank": rank,
             "top_tokens": token_pieces(lm.tokenizer, best) if lm.tokenizer is not None else best,
         })
     return hits
