@@ -1,0 +1,298 @@
+"""One streaming pass over a corpus that records, for every neuron of the chosen layers, what the
+later stages need: top-K windows with per-token activations, a uniform sample of windows, max,
+density, firing rate and a histogram (see `state.py` for the buffers, `writer.py` for the files).
+
+The pass is resumable: the state is checkpointed atomically every few batches; re-running the
+same command loads the checkpoint, skips the windows already seen and continues. Because every
+update is deterministic and batches are formed the same way, the result is bit-identical to an
+uninterrupted run (tests/integration/test_record_resume.py kills a real process to check).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from neuron2graph.errors import N2GError
+from neuron2graph.models import LoadedModel, layer_activations
+from neuron2graph.record.config import RecordConfig, identity_diff, run_identity
+from neuron2graph.record.state import Batch, LayerState, SampleState
+from neuron2graph.record.writer import checkpoint_path, finalize, load_checkpoint, save_checkpoint
+from neuron2graph.store.atomic import write_json_atomic
+from neuron2graph.store.run import FORMAT, FORMAT_VERSION, MANIFEST, Run
+from neuron2graph.store.tokenizer import save_tokenizer
+
+STOP_ENV = "N2G_TEST_STOP_AFTER_BATCHES"
+"""Test hook: SIGKILL this process after that many batches (simulates a crash mid-run)."""
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def existing_identity(out: Path) -> tuple[str, dict[str, Any]] | None:
+    """(status, identity) of the recording already in `out`, or None when there is none."""
+    manifest_path = out / MANIFEST
+    if not manifest_path.is_file():
+        return None
+    import json
+
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        return str(manifest.get("status")), dict(manifest["identity"])
+    except (ValueError, KeyError, TypeError):
+        raise N2GError(
+            f"{manifest_path} is corrupt or not a neuron2graph run: pass --overwrite to replace it"
+        ) from None
+
+
+def prepare_out(out: Path, identity: dict[str, Any], overwrite: bool) -> str:
+    """Decide what to do with `out`: "new", "resume" or "done"; clear it when overwriting."""
+    if out.exists() and not out.is_dir():
+        raise N2GError(f"--out {out} is a file: pass a folder for the run")
+    found = existing_identity(out) if out.exists() else None
+    if found is not None and not overwrite:
+        status, old = found
+        diff = identity_diff(old, identity)
+        if diff:
+            raise N2GError(
+                f"{out} already holds a recording with a different configuration (differs in: "
+                f"{', '.join(diff)}): pass --overwrite to replace it, or choose another --out"
+            )
+        return "done" if status == "complete" else "resume"
+    if out.exists() and any(out.iterdir()):
+        if found is None and not overwrite:
+            raise N2GError(
+                f"--out {out} exists and is not a neuron2graph run: choose another folder"
+            )
+        if found is None and overwrite:
+            raise N2GError(
+                f"--out {out} is not a neuron2graph run; refusing to delete it: "
+                "choose another folder"
+            )
+        shutil.rmtree(out)
+    return "new"
+
+
+def _batches(
+    windows: Iterable[Any], batch_size: int, max_tokens: int | None, width: int
+) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    seen = 0
+    for w in windows:
+        if max_tokens is not None and seen >= max_tokens:
+            break
+        if len(w.token_ids) > width:
+            raise N2GError(
+                f"window {w.index} has {len(w.token_ids)} tokens, more than --window {width}: "
+                "cut the corpus with the same window length"
+            )
+        if not w.token_ids:
+            continue
+        seen += len(w.token_ids)
+        batch.append(w)
+        if len(batch) == batch_size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _make_batch(windows: Sequence[Any], width: int, pad_id: int, bos_id: int | None) -> Batch:
+    b = len(windows)
+    tokens = torch.full((b, width), pad_id, dtype=torch.int32)
+    length = torch.zeros(b, dtype=torch.int32)
+    for i, w in enumerate(windows):
+        tokens[i, : len(w.token_ids)] = torch.tensor(w.token_ids, dtype=torch.int32)
+        length[i] = len(w.token_ids)
+    valid = torch.arange(width)[None, :] < length[:, None]
+    has_bos = tokens[:, 0] == bos_id if bos_id is not None else torch.zeros(b, dtype=torch.bool)
+    valid[:, 0] &= ~has_bos
+    fast = bool(has_bos.all()) and bool((length == width).all())
+    window = torch.tensor([w.index for w in windows], dtype=torch.int64)
+    return Batch(window=window, length=length, tokens=tokens, valid=valid, bos_only_excluded=fast)
+
+
+def _check_finite(acts: torch.Tensor, batch: Batch, layer: int) -> None:
+    bad = (~torch.isfinite(acts)).any(0).any(0).nonzero().squeeze(1).tolist()
+    shown = ", ".join(f"{layer}:{n}" for n in bad[:8]) + (" ..." if len(bad) > 8 else "")
+    first, last = int(batch.window[0]), int(batch.window[-1])
+    raise N2GError(
+        f"non-finite activations (NaN or inf) for {len(bad)} neuron(s) ({shown}) in windows "
+        f"{first}..{last}: nothing was stored for them; check the model's weights or use "
+        "--dtype fp32"
+    )
+
+
+def record(
+    lm: LoadedModel,
+    windows: Iterable[Any],
+    layers: Sequence[int],
+    out: str | Path,
+    config: RecordConfig | None = None,
+    progress: bool = True,
+    *,
+    corpus: dict[str, Any] | None = None,
+    overwrite: bool = False,
+) -> Run:
+    """Record `layers` of `lm` over `windows` (corpus `Window`s) into the run folder `out`.
+
+    `corpus` is the corpus description for the manifest (`describe_corpus(spec)`); its `spec` is
+    part of the run identity. Returns the finished run. Re-running with the same arguments
+    resumes an interrupted recording, or does nothing when it is complete.
+    """
+    config = config or RecordConfig()
+    config.validate()
+    layers = sorted(set(int(x) for x in layers))
+    if not layers:
+        raise N2GError("no layers given: pass e.g. --layers 0-3")
+    for layer in layers:
+        lm.check_neuron(layer)
+    out = Path(out).expanduser()
+    corpus = corpus or {"spec": "custom"}
+    dtype_name = str(lm.dtype).removeprefix("torch.")
+    identity = run_identity(config, model=lm.spec, layers=layers,
+                            corpus=str(corpus.get("spec")), dtype=dtype_name)
+    action = prepare_out(out, identity, overwrite)
+    if action == "done":
+        _say(f"{out} already holds this recording (same configuration): nothing to do")
+        return Run.open(out)
+
+    width, n = config.window, lm.n_neurons
+    states = {layer: LayerState(n, config.top_k, width, config.sample) for layer in layers}
+    sample = SampleState(config.sample, width, config.seed)
+    done = {"windows": 0, "batches": 0, "tokens": 0, "elapsed_s": 0.0}
+    tok = lm.tokenizer
+    pad_id = int(tok.pad_token_id) if getattr(tok, "pad_token_id", None) is not None else 0
+    bos_id = getattr(tok, "bos_token_id", None) if config.bos != "never" else None
+    manifest: dict[str, Any] = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "status": "recording",
+        "identity": identity,
+        "model": {"spec": lm.spec, "family": lm.sites.family,
+                  "model_type": getattr(getattr(lm.model, "config", None), "model_type", None),
+                  "dtype": dtype_name, "device": str(lm.device)},
+        "weights_hash": lm.weights_hash, "n_layers": lm.n_layers, "n_neurons": n,
+        "layers": layers, "corpus": corpus,
+        "record": {**config.identity(), "checkpoint_every": config.checkpoint_every},
+        "bos_token_id": bos_id, "package_version": _version(), "created": _now(),
+    }
+    if action == "resume":
+        loaded = load_checkpoint(out, states, sample)
+        if loaded is not None:
+            if loaded.get("weights_hash") != lm.weights_hash:
+                raise N2GError(
+                    f"{out} was recorded with different model weights: pass --overwrite to restart"
+                )
+            done = {k: loaded[k] for k in done}
+            _say(f"resuming {out} from its checkpoint: {done['windows']} windows, "
+                 f"{done['tokens']} tokens already recorded")
+    out.mkdir(parents=True, exist_ok=True)
+    save_tokenizer(lm.tokenizer, out)
+    write_json_atomic(out / MANIFEST, manifest)
+
+    stop_after = int(os.environ.get(STOP_ENV, "0") or 0)
+
+    def snapshot() -> None:
+        save_checkpoint(out, states, sample, {**done, "weights_hash": lm.weights_hash})
+
+    remaining = (None if config.max_tokens is None
+                 else max(0, config.max_tokens - int(done["tokens"])))
+    stream = _skip(windows, int(done["windows"]))
+    bar = _bar(progress, config.max_tokens, int(done["tokens"]))
+    start, last_ckpt, run_batches = time.perf_counter(), time.perf_counter(), 0
+    base_elapsed = float(done["elapsed_s"])
+    try:
+        for chunk in _batches(stream, config.batch_size, remaining, width):
+            batch = _make_batch(chunk, width, pad_id, bos_id)
+            ids = batch.tokens.long()
+            mask = None if bool((batch.length == width).all()) else (
+                torch.arange(width)[None, :] < batch.length[:, None]).long()
+            acts = layer_activations(lm, ids, layers, attention_mask=mask)
+            moves = sample.offer(batch)
+            for layer in layers:
+                a = acts[layer]
+                st = states[layer]
+                win_max = st.window_max(a, batch)
+                total = st.update_stats(a, batch, win_max)
+                if not bool(torch.isfinite(total).all()):
+                    _check_finite(a, batch, layer)
+                st.update_top(a, batch, win_max)
+                st.update_sample(a, win_max, moves)
+            n_tok = int(batch.length.sum())
+            done["windows"] += len(chunk)
+            done["batches"] += 1
+            done["tokens"] += n_tok
+            done["elapsed_s"] = base_elapsed + time.perf_counter() - start
+            run_batches += 1
+            if bar is not None:
+                bar.update(n_tok)
+            now = time.perf_counter()
+            if (done["batches"] % config.checkpoint_every == 0
+                    or now - last_ckpt >= config.checkpoint_seconds):
+                snapshot()
+                last_ckpt = now
+            if stop_after and run_batches >= stop_after:
+                os.kill(os.getpid(), signal.SIGKILL)
+    finally:
+        if bar is not None:
+            bar.close()
+    if done["windows"] == 0:
+        raise N2GError("the corpus produced no token windows: use a corpus with more text")
+    snapshot()
+    counted = _counted_tokens(states)
+    finalize(out, states, sample, counted)
+    elapsed = float(done["elapsed_s"])
+    manifest.update({
+        "status": "complete", "finished": _now(), "tokens": int(done["tokens"]),
+        "windows": int(done["windows"]), "batches": int(done["batches"]),
+        "recorded_tokens": counted,
+        "timings": {"elapsed_s": round(elapsed, 3),
+                    "tokens_per_s": round(done["tokens"] / elapsed, 1) if elapsed else None},
+        "sample_windows": int((sample.key >= 0).sum()),
+    })
+    write_json_atomic(out / MANIFEST, manifest)
+    checkpoint_path(out).unlink(missing_ok=True)
+    return Run.open(out)
+
+
+def _counted_tokens(states: dict[int, LayerState]) -> int:
+    """Tokens that entered the statistics (all tokens but the BOS of each window): the histogram
+    of any neuron counts each of them exactly once."""
+    st = next(iter(states.values()))
+    return int(st.hist.view(st.n, -1)[0].sum())
+
+
+def _skip(windows: Iterable[Any], n: int) -> Iterator[Any]:
+    it = iter(windows)
+    for _ in range(n):
+        if next(it, None) is None:
+            break
+    return it
+
+
+def _bar(enabled: bool, total: int | None, initial: int) -> Any:
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, unit="tok", unit_scale=True, desc="record",
+                file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
+
+
+def _version() -> str:
+    from neuron2graph import __version__
+
+    return __version__
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")

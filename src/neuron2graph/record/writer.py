@@ -1,0 +1,121 @@
+"""Persist a recording: checkpoints of the running state, and the final arrays + index rows.
+
+A checkpoint is one safetensors file with every state tensor plus JSON metadata (progress and
+the run identity), written atomically; resuming loads it bit-for-bit. The final layout (one file
+per layer plus `sample.safetensors`) is what `neuron2graph.store.Run` reads: per-neuron arrays
+come first in every shape ([N, K, T], [N, S, T]), so reading one neuron is one contiguous slice.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from neuron2graph.record.histogram import N_BINS, bin_edges, firing_rate
+from neuron2graph.record.state import LayerState, SampleState
+from neuron2graph.store import db as dbmod
+from neuron2graph.store.atomic import atomic_path
+from neuron2graph.store.run import RECORD_DIR, layer_file, sample_file
+
+CHECKPOINT = "checkpoint.safetensors"
+
+
+def checkpoint_path(run_dir: Path) -> Path:
+    return run_dir / RECORD_DIR / CHECKPOINT
+
+
+def save_checkpoint(
+    run_dir: Path, layers: dict[int, LayerState], sample: SampleState, progress: dict[str, Any]
+) -> None:
+    tensors: dict[str, torch.Tensor] = sample.tensors("sample.")
+    for layer, state in layers.items():
+        tensors.update(state.tensors(f"layer{layer}."))
+    with atomic_path(checkpoint_path(run_dir)) as tmp:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp),
+                  metadata={"progress": json.dumps(progress)})
+
+
+def load_checkpoint(
+    run_dir: Path, layers: dict[int, LayerState], sample: SampleState
+) -> dict[str, Any] | None:
+    """Load the state saved by `save_checkpoint` into the given (fresh) states; None if absent."""
+    path = checkpoint_path(run_dir)
+    if not path.is_file():
+        return None
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as fh:
+        meta = fh.metadata() or {}
+    tensors = load_file(str(path))
+    sample.load(tensors, "sample.")
+    for layer, state in layers.items():
+        state.load(tensors, f"layer{layer}.")
+    progress: dict[str, Any] = json.loads(meta["progress"])
+    return progress
+
+
+def _save(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    from safetensors.numpy import save_file as save_np
+
+    with atomic_path(path) as tmp:
+        save_np({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp))
+
+
+def finalize(
+    run_dir: Path, layers: dict[int, LayerState], sample: SampleState, n_tokens: int
+) -> dict[int, dict[str, np.ndarray]]:
+    """Write the final per-layer and sample files and the `neurons` rows; return per-layer stats."""
+    order = sample.order()
+    _save(sample_file(run_dir), {
+        "window": sample.window[order].numpy(),
+        "len": sample.length[order].numpy(),
+        "tokens": sample.tokens[order].numpy(),
+        "key": sample.key[order].numpy(),
+        "hist_edges": bin_edges(),
+    })
+    out: dict[int, dict[str, np.ndarray]] = {}
+    conn = dbmod.connect(run_dir)
+    try:
+        for layer, st in layers.items():
+            hist = st.hist.view(st.n, N_BINS).numpy()
+            max_act = st.max.numpy()
+            rate, err = firing_rate(hist, max_act, n_tokens)
+            denom = max(n_tokens, 1)
+            stats = {
+                "max": max_act.astype(np.float32),
+                "min": st.min.numpy().astype(np.float32),
+                "mean": (st.sum.numpy() / denom).astype(np.float32),
+                "density": (st.n_pos.numpy() / denom).astype(np.float32),
+                "firing_rate": rate,
+                "firing_rate_err": err,
+                "n_pos": st.n_pos.numpy(),
+                "hist": hist,
+            }
+            arrays = {
+                **stats,
+                "top_max": st.top_max.numpy(),
+                "top_window": st.top_window.numpy(),
+                "top_len": st.top_len.numpy(),
+                "top_tokens": st.top_tokens.numpy(),
+                "top_acts": st.top_acts.numpy(),
+                "sample_acts": st.sample_acts[order].permute(2, 0, 1).numpy(),
+                "sample_max": st.sample_max[order].T.numpy(),
+            }
+            _save(layer_file(run_dir, layer), arrays)
+            n_examples = (st.top_window >= 0).sum(1).numpy()
+            rows = [
+                (layer, i, float(stats["max"][i]), float(stats["min"][i]),
+                 float(stats["mean"][i]), float(stats["density"][i]),
+                 float(stats["firing_rate"][i]), int(n_examples[i]))
+                for i in range(st.n)
+            ]
+            dbmod.write_neurons(conn, layer, rows)
+            out[layer] = stats
+    finally:
+        conn.close()
+    return out
