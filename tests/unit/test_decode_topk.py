@@ -33,6 +33,22 @@ def test_chunked_topk_matches_dense(neuron_chunk: int, vocab_chunk: int) -> None
     torch.testing.assert_close(bot.values, ref_bot.values, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize(("neuron_chunk", "vocab_chunk"), [(5, 64), (50, 320), (8, 48), (9, 160)])
+def test_two_stage_topk_matches_dense(neuron_chunk: int, vocab_chunk: int) -> None:
+    """Vocabulary chunks that are multiples of the group width take the two-stage path."""
+    gen = torch.Generator().manual_seed(1)
+    dirs = torch.randn(40, 8, generator=gen)
+    unembed = torch.randn(320, 8, generator=gen)
+    dense = dirs @ unembed.T
+    for k in (1, 6):
+        top, bot = chunked_topk(
+            dirs, unembed, k, bottom=True, neuron_chunk=neuron_chunk, vocab_chunk=vocab_chunk
+        )
+        assert bot is not None
+        assert torch.equal(top.ids, dense.topk(k, dim=1).indices)
+        assert torch.equal(bot.ids, dense.topk(k, dim=1, largest=False).indices)
+
+
 def test_k_larger_than_vocab_is_clipped() -> None:
     top, bot = chunked_topk(torch.randn(3, 4), torch.randn(5, 4), 10, vocab_chunk=2)
     assert top.ids.shape == (3, 5) and bot is None
