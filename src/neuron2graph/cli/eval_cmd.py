@@ -84,7 +84,8 @@ def eval_command(
     cfg = EvalConfig(
         seed=seed, k=top_k, n_train=n_train, min_firing_examples=min_firing_examples,
         official=official, false_firing=false_firing,
-        build={"model": run.manifest.get("model"), "n2g": build_settings},
+        build={"model": _model_spec(run.manifest), "weights_hash": run.manifest.get("weights_hash"),
+               "n2g": build_settings},
         batch_neurons=batch_neurons,
     )
     wanted = NeuronId.parse_list(neurons) if neurons else None
@@ -121,6 +122,11 @@ def eval_command(
     for name, path in paths.items():
         if path.exists():
             typer.echo(f"{name}: {path}")
+
+
+def _model_spec(manifest: dict[str, Any]) -> Any:
+    model = manifest.get("model")
+    return model.get("spec") if isinstance(model, dict) else model
 
 
 def _n2g_settings(augmenter: str | None) -> dict[str, Any]:

@@ -89,6 +89,10 @@ def _recorded_acts(run: RunLike, ts: TrainSet) -> list[list[float]] | None:
     return [a for a in acts if a is not None]
 
 
+_DTYPE_NAMES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16",
+                "fp32": "fp32", "fp16": "fp16", "bf16": "bf16"}
+
+
 def load_run_model(run: RunLike, *, device: str = "auto", dtype: str | None = None) -> LoadedModel:
     """The model a run was recorded with (by default in the dtype it was recorded in).
 
@@ -100,12 +104,15 @@ def load_run_model(run: RunLike, *, device: str = "auto", dtype: str | None = No
 
     from neuron2graph.models.loading import load_model
 
-    spec = run.manifest.get("model")
+    model = run.manifest.get("model")
+    spec = model.get("spec") if isinstance(model, dict) else model
     if not isinstance(spec, str) or not spec:
         raise N2GError(f"{run.path}/run.json names no model: re-record the run with n2g record")
     if dtype in (None, "auto"):
-        recorded = run.manifest.get("dtype") or (run.manifest.get("record") or {}).get("dtype")
-        dtype = recorded if isinstance(recorded, str) else None
+        recorded = (model.get("dtype") if isinstance(model, dict) else None) or (
+            run.manifest.get("identity") or {}
+        ).get("dtype")
+        dtype = _DTYPE_NAMES.get(str(recorded))
     lm = load_model(spec, device=device, dtype=dtype)
     want = run.manifest.get("weights_hash")
     if want and want != lm.weights_hash:

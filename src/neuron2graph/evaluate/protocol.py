@@ -212,7 +212,11 @@ def _graph_predictor(graph: Any, search: str) -> Callable[[ExampleLike], list[fl
 
 
 def _graph_info(graph: Any) -> dict[str, Any]:
-    return {"n_nodes": graph.n_nodes(), "n_activating": len(graph.root.children)}
+    info: dict[str, Any] = {"n_nodes": graph.n_nodes(), "n_activating": len(graph.root.children)}
+    stats = graph.meta.get("stats") if isinstance(getattr(graph, "meta", None), dict) else None
+    if isinstance(stats, dict):  # the builder's bill: model work, pruning misses, flags
+        info["build_stats"] = stats
+    return info
 
 
 def evaluate_neuron(

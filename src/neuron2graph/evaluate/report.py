@@ -7,6 +7,7 @@ replaced by a made-up value. `render_table(run)` is what `n2g report RUN` prints
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Sequence
@@ -185,7 +186,7 @@ def _fmt_rate(agg: dict[str, Any] | None) -> str:
 
 # ------------------------------------------------------------------------------------- plot
 def plot_f1_by_layer(results: dict[str, Any]) -> bytes:
-    """PNG: mean firing-token F1 per layer for every method, with ±1 standard error bands."""
+    """PNG: mean firing-token F1 per layer for every method, with ±1 standard error bars."""
     import io
 
     import matplotlib
@@ -196,6 +197,8 @@ def plot_f1_by_layer(results: dict[str, Any]) -> bytes:
     rows = results["neurons"]
     layers = sorted({r["layer"] for r in rows})
     fig, ax = plt.subplots(figsize=(7.5, 4.5), dpi=120)
+    gaps = [b - a for a, b in itertools.pairwise(layers)]
+    offset = 0.05 * (min(gaps) if gaps else 1)
     styles = {"n2g": ("C3", "o", "-"), "official": ("C1", "s", "--"),
               "token": ("C0", "^", ":"), "5gram": ("C2", "v", "-.")}
     for method in METHOD_ORDER:
@@ -213,9 +216,10 @@ def plot_f1_by_layer(results: dict[str, Any]) -> bytes:
         if not xs:
             continue
         color, marker, line = styles[method]
-        ax.plot(xs, ys, color=color, marker=marker, linestyle=line, label=METHOD_LABELS[method])
-        ax.fill_between(xs, [y - e for y, e in zip(ys, errs, strict=True)],
-                        [y + e for y, e in zip(ys, errs, strict=True)], color=color, alpha=0.12)
+        # Small horizontal offsets keep the error bars of the four methods apart.
+        shift = offset * (METHOD_ORDER.index(method) - 1.5)
+        ax.errorbar([x + shift for x in xs], ys, yerr=errs, color=color, marker=marker,
+                    linestyle=line, capsize=3, label=METHOD_LABELS[method])
     counts = {layer: sum(1 for r in rows if r["layer"] == layer) for layer in layers}
     ax.set_xticks(layers, [f"{layer}\n(n={counts[layer]})" for layer in layers])
     ax.set_xlabel("layer (neurons evaluated)")
