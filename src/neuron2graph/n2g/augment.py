@@ -152,7 +152,9 @@ class MaskedLMAugmenter:
             return None
         lead = original_piece[: len(original_piece) - len(original_piece.lstrip())]
         ids = self.studied.encode(lead + word, add_special_tokens=False)
-        return int(ids[0]) if len(ids) == 1 else None
+        if len(ids) != 1 or ids[0] == getattr(self.studied, "unk_token_id", None):
+            return None  # would shift positions, or is not in the studied vocabulary
+        return int(ids[0])
 
     def augment(self, items: Sequence[AugmentItem]) -> list[list[list[int]]]:
         import torch

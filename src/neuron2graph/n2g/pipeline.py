@@ -235,8 +235,11 @@ def _prune_all(
     need = [(w, ex) for w in live if w.req.acts is None for ex in w.req.examples]
     measured = iter(runner.acts([ex for _w, ex in need], [w.col for w, _ex in need]))
     searches: list[tuple[_Work, int, PruneSearch]] = []
+    depth = runner.lm.n_layers
     for w in live:
         all_acts = w.req.acts or [next(measured) for _ in w.req.examples]
+        # the official prune runs every full example once to read its activations
+        w.stats.official_token_layers += sum(len(ex) for ex in w.req.examples) * depth
         for e, (ex, acts) in enumerate(zip(w.req.examples, all_acts, strict=True)):
             if not ex or (all(math.isfinite(a) for a in acts) and max(acts) <= 0):
                 w.stats.examples_not_firing += 1
