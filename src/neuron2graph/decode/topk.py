@@ -26,17 +26,18 @@ class TopK:
     values: Float[Tensor, "n k"]
 
 
-GROUP = 16
-"""Columns per group in the two-stage top-k (see `_block_topk`)."""
+STRIPES = 16
+"""Each group of the two-stage top-k holds one column from each of this many stripes."""
 
 
 def _two_stage(
-    groups: Tensor, group_score: Tensor, k: int, largest: bool
+    striped: Tensor, group_score: Tensor, k: int, largest: bool
 ) -> tuple[Tensor, Tensor]:
-    n, _, g = groups.shape
+    n, stripes, width = striped.shape
     _, gi = torch.topk(group_score, k, dim=1, largest=largest, sorted=False)
-    cand = groups.gather(1, gi.unsqueeze(-1).expand(n, k, g)).reshape(n, k * g)
-    cand_ids = (gi.unsqueeze(-1) * g + torch.arange(g, device=gi.device)).reshape(n, k * g)
+    cand = striped.gather(2, gi.unsqueeze(1).expand(n, stripes, k)).reshape(n, stripes * k)
+    offsets = torch.arange(stripes, device=gi.device).view(1, stripes, 1) * width
+    cand_ids = (gi.unsqueeze(1) + offsets).reshape(n, stripes * k)
     vals, pos = torch.topk(cand, k, dim=1, largest=largest, sorted=True)
     return vals, cand_ids.gather(1, pos)
 
@@ -46,22 +47,22 @@ def _block_topk(
 ) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor] | None]:
     """Exact top-k (and bottom-k) of each row of one block, in two stages.
 
-    `torch.topk` over a wide row is slow on CPUs (about as slow as the matrix product that made
-    the row). Instead: split each row into groups of `GROUP` columns and take every group's max
-    (and min, in the same pass with `aminmax`); the k best elements lie in the k groups with the
-    best maxima (a group outside them is beaten by k groups' maxima, hence by k elements), so an
-    exact top-k over those `k * GROUP` candidates finishes the job.
+    `torch.topk` over wide rows costs about a fifth of the matrix product that made them on a
+    CPU, twice (top and bottom). Instead: cut each row into `STRIPES` contiguous stripes of width
+    W and let group j be column j of every stripe; the group maxima are one element-wise max of
+    the stripes (vectorised, a few percent of the product). The k best elements lie in the k
+    groups with the best maxima (a group outside them is beaten by k group maxima, hence by k
+    elements), so an exact top-k over those `k * STRIPES` candidates finishes the job.
     """
     n, v = logits.shape
-    if v % GROUP or v // GROUP < k:
+    if v % STRIPES or v // STRIPES < k:
         top = torch.topk(logits, k, dim=1, sorted=True)
         bot = torch.topk(logits, k, dim=1, largest=False, sorted=True) if bottom else None
         return (top.values, top.indices), None if bot is None else (bot.values, bot.indices)
-    groups = logits.view(n, v // GROUP, GROUP)
-    if bottom:
-        lo, hi = torch.aminmax(groups, dim=-1)
-        return _two_stage(groups, hi, k, True), _two_stage(groups, lo, k, False)
-    return _two_stage(groups, groups.amax(dim=-1), k, True), None
+    striped = logits.view(n, STRIPES, v // STRIPES)
+    best = _two_stage(striped, striped.amax(dim=1), k, True)
+    worst = _two_stage(striped, striped.amin(dim=1), k, False) if bottom else None
+    return best, worst
 
 
 def _merge(
