@@ -204,7 +204,7 @@ def similar_pairs(
                 break
             index[d].append(b)
             rest -= vb[d]
-    found.sort(key=lambda p: (-p["similarity"], p["a"], p["b"]))
+    found.sort(key=lambda p: (-p["similarity"], NeuronId.parse(p["a"]), NeuronId.parse(p["b"])))
     return found
 
 

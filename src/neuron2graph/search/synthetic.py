@@ -1,8 +1,10 @@
-"""Synthetic search indexes for the scale test and the benchmark (no graphs, rows written directly).
+"""Example and synthetic search indexes: hand-built graphs for tests and docs, and bulk rows.
 
-Token frequencies follow a Zipf law over a 50,000-piece vocabulary, as real token frequencies do:
-a few pieces (``" the"``-like ranks 0..10) appear in a large share of the graphs, most are rare.
-That is the hard case for an inverted index, so timings measured here are not flattering.
+`example_graphs` are five small graphs with known overlaps. `fill_synthetic` writes index rows
+directly (no graph files) for the scale test and the benchmark. Its token frequencies follow a
+Zipf law over a 50,000-piece vocabulary, as real token frequencies do: a few pieces appear in a
+large share of the graphs, most are rare. That is the hard case for an inverted index, so the
+timings measured on it are not flattering.
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ import sqlite3
 
 import numpy as np
 
-from neuron2graph.n2g.graph import fold_token
-from neuron2graph.search.index import ACTIVATING, IMPORTANT, ensure_schema
+from neuron2graph.n2g.graph import NeuronGraph, fold_token
+from neuron2graph.search.index import ACTIVATING, IMPORTANT, connect, ensure_schema, index_graph
 
 VOCAB = 50_000
 
@@ -72,4 +74,38 @@ def fill_synthetic(
     return graphs
 
 
-__all__ = ["VOCAB", "fill_synthetic", "token"]
+def example_graphs() -> list[NeuronGraph]:
+    """Five hand-built graphs with known overlaps (the tests and docs/search.md use them).
+
+    - 0:1 fires on " except" (1.0) after " all" (0.9)
+    - 0:2 fires on " except" (0.6) after " all" two tokens back (0.8), and on " but" (0.7)
+      after " nothing" (0.8): two behaviours
+    - 1:3 fires on " all" (0.9) after " except" (0.95): 0:1's tokens in swapped roles
+    - 1:4 fires on "Except" (0.8), no context
+    - 2:5 is a superset of 0:1: " except" (1.0) and " unless" (0.9) after " all" (0.9) and
+      " for" (0.8)
+    """
+    g1 = NeuronGraph("0:1")
+    g1.add_path(" except", 1.0, [(" all", 0.9)])
+    g2 = NeuronGraph("0:2")
+    g2.add_path(" except", 0.6, [None, (" all", 0.8)])
+    g2.add_path(" but", 0.7, [(" nothing", 0.8)])
+    g3 = NeuronGraph("1:3")
+    g3.add_path(" all", 0.9, [(" except", 0.95)])
+    g4 = NeuronGraph("1:4")
+    g4.add_path("Except", 0.8, [])
+    g5 = NeuronGraph("2:5")
+    g5.add_path(" except", 1.0, [(" all", 0.9)])
+    g5.add_path(" unless", 0.9, [(" for", 0.8)])
+    return [g1, g2, g3, g4, g5]
+
+
+def example_index() -> sqlite3.Connection:
+    """An in-memory index of `example_graphs`."""
+    conn = connect(sqlite3.connect(":memory:"))
+    for g in example_graphs():
+        index_graph(conn, g)
+    return conn
+
+
+__all__ = ["VOCAB", "example_graphs", "example_index", "fill_synthetic", "token"]
