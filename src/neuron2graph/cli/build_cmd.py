@@ -1,3 +1,231 @@
-"""Commands of this stage (registered on import; keep torch imports inside functions)."""
+"""`n2g build` (graphs for a run's neurons) and `n2g predict` (a graph on any text). docs/n2g.md.
 
-from neuron2graph.cli.app import app  # noqa: F401
+Torch is imported inside the command bodies only; `predict --graph` never imports it.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from neuron2graph.cli.app import DeviceOpt, DtypeOpt, JsonOpt, command, emit_json
+from neuron2graph.errors import N2GError
+
+
+def _pick_neurons(run: Any, neurons: str | None, layer: int | None, sample: int | None,
+                  seed: int) -> list[Any]:
+    from neuron2graph.ids import NeuronId
+
+    if neurons:
+        if layer is not None or sample is not None:
+            raise N2GError("pass either --neurons or --layer/--sample, not both")
+        return [run.check(n) for n in NeuronId.parse_list(neurons)]
+    if layer is None:
+        raise N2GError("no neurons chosen: pass --neurons 3:41,3:100 or --layer 3 --sample 20")
+    if layer not in run.layers:
+        raise N2GError(f"layer {layer} was not recorded in this run: recorded layers are "
+                       f"{run.layers}")
+    maxima = run.stats(layer)["max"]
+    alive = [i for i in range(len(maxima)) if float(maxima[i]) > 0]
+    if not alive:
+        raise N2GError(f"no neuron of layer {layer} ever fires in this run: pick another layer")
+    count = len(alive) if sample is None else min(sample, len(alive))
+    chosen = sorted(random.Random(seed).sample(alive, count))
+    return [NeuronId(layer, n) for n in chosen]
+
+
+@command("build")
+def build_command(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory made by n2g record.")],
+    neurons: Annotated[str | None, typer.Option(help="Neurons to build, e.g. 3:41,3:100.")] = None,
+    layer: Annotated[int | None, typer.Option(help="Build neurons of this layer.")] = None,
+    sample: Annotated[
+        int | None, typer.Option(help="With --layer: this many random alive neurons (default all).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the --sample draw.")] = 0,
+    top_k: Annotated[
+        int | None, typer.Option("--top-k", help="Top examples per neuron (default: all recorded).")
+    ] = None,
+    augment: Annotated[
+        bool, typer.Option("--augment/--no-augment", help="Augment the pruned prompts.")
+    ] = True,
+    augmenter: Annotated[
+        str, typer.Option(help="causal (the studied model proposes substitutes) or a fill-mask "
+                          "model name/path (e.g. a BERT folder).")
+    ] = "causal",
+    mask: Annotated[str, typer.Option(help="Saliency mask: pad, unk, delete or id:N.")] = "pad",
+    batch_neurons: Annotated[
+        int, typer.Option(help="Neurons of one layer built together in shared batches.")
+    ] = 8,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Rebuild graphs that already exist.")
+    ] = False,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Build N2G graphs for a run's neurons and save them in RUN/graphs (resumable).
+
+    Existing graphs are skipped unless --overwrite, so a killed build resumes where it stopped.
+    """
+    from tqdm.auto import tqdm
+
+    from neuron2graph.evaluate.builder import load_run_model
+    from neuron2graph.n2g.pipeline import N2GConfig, NeuronRequest, build_graphs
+    from neuron2graph.n2g.saliency import SaliencyConfig
+    from neuron2graph.store.run import Run
+
+    if batch_neurons < 1:
+        raise N2GError("--batch-neurons must be at least 1")
+    run = Run.open(run_dir)
+    chosen = _pick_neurons(run, neurons, layer, sample, seed)
+    todo = [n for n in chosen if overwrite or not run.graph_path(n).is_file()]
+    report: list[dict[str, Any]] = [{"neuron": str(n), "status": "skipped (exists)"}
+                                    for n in chosen if n not in todo]
+    config = N2GConfig(augmenter=augmenter if augment else None,
+                       saliency=SaliencyConfig(mask=mask))
+    if todo:
+        lm = load_run_model(run, device=device, dtype=None if dtype == "auto" else dtype)
+        bar = tqdm(total=len(todo), desc="n2g build", unit="neuron", file=sys.stderr,
+                   disable=quiet)
+        by_layer: dict[int, list[Any]] = {}
+        for n in todo:
+            by_layer.setdefault(n.layer, []).append(n)
+        for group in by_layer.values():
+            for start in range(0, len(group), batch_neurons):
+                chunk = group[start : start + batch_neurons]
+                requests = []
+                for nid in chunk:
+                    examples = run.top_examples(nid, top_k)
+                    requests.append(NeuronRequest(
+                        nid.layer, nid.neuron, [list(e.token_ids) for e in examples],
+                        run.a_max(nid), acts=[list(e.acts) for e in examples]))
+                for nid, res in zip(chunk, build_graphs(lm, requests, config), strict=True):
+                    run.save_graph(res.graph)
+                    report.append({"neuron": str(nid), "status": "built",
+                                   "n_nodes": res.graph.n_nodes(),
+                                   "activating": len(res.graph.root.children),
+                                   **res.stats.as_dict()})
+                bar.update(len(chunk))
+        bar.close()
+    if json_out:
+        emit_json(report)
+        return
+    for row in report:
+        if row["status"] != "built":
+            typer.echo(f"{row['neuron']:>10}  {row['status']}")
+            continue
+        flags = f"  flags: {'; '.join(row['flags'])}" if row["flags"] else ""
+        typer.echo(f"{row['neuron']:>10}  {row['n_nodes']:>4} nodes  {row['activating']:>3} "
+                   f"activating  {row['seconds']:6.2f} s  "
+                   f"{row['token_layers'] / 1e3:8.1f}k token-layers{flags}")
+    built = sum(1 for r in report if r["status"] == "built")
+    typer.echo(f"built {built}, skipped {len(report) - built}; graphs in {run.path / 'graphs'}")
+
+
+def _load_tokenizer(run: Any | None, tokenizer_dir: Path | None) -> Any:
+    """The run's tokenizer, or one from a folder holding tokenizer.json (no torch either way)."""
+    if tokenizer_dir is None:
+        if run is None:
+            raise N2GError("no tokenizer: pass a RUN directory or --tokenizer DIR")
+        return run.tokenizer()
+    from neuron2graph.store.tokenizer import BareTokenizer
+
+    if not (tokenizer_dir / "tokenizer.json").is_file():
+        raise N2GError(f"{tokenizer_dir} holds no tokenizer.json: pass a tokenizer folder, "
+                       "e.g. RUN/tokenizer")
+    try:
+        from transformers import PreTrainedTokenizerFast
+
+        return PreTrainedTokenizerFast.from_pretrained(str(tokenizer_dir))
+    except Exception:  # transformers cannot read the folder: the raw Rust tokenizer will do
+        return BareTokenizer(tokenizer_dir / "tokenizer.json")
+
+
+@command("predict")
+def predict_command(
+    run_dir: Annotated[
+        Path | None, typer.Argument(help="Run directory (optional with --graph and --tokenizer).")
+    ] = None,
+    neuron: Annotated[str | None, typer.Option(help="Neuron id, e.g. 3:41.")] = None,
+    text: Annotated[str, typer.Option(help="Text to predict on.")] = "",
+    graph_file: Annotated[
+        Path | None, typer.Option("--graph", help="Predict from this graph file, no model.")
+    ] = None,
+    tokenizer_dir: Annotated[
+        Path | None, typer.Option("--tokenizer", help="Tokenizer folder (default: the run's).")
+    ] = None,
+    search: Annotated[
+        str, typer.Option(help="longest (the paper) or greedy (the official code).")
+    ] = "longest",
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
+    json_out: JsonOpt = False,
+) -> None:
+    """Print each token with the graph's predicted and the neuron's real normalised activation."""
+    from neuron2graph.ids import NeuronId
+    from neuron2graph.n2g.graph import NeuronGraph
+    from neuron2graph.tokens import token_pieces
+
+    if not text:
+        raise N2GError('no text given: pass --text "..."')
+    if search not in ("longest", "greedy"):
+        raise N2GError(f"unknown --search {search!r}: use longest or greedy")
+    run = None
+    if run_dir is not None:
+        from neuron2graph.store.run import Run
+
+        run = Run.open(run_dir)
+    if graph_file is not None:
+        graph = NeuronGraph.load(graph_file)
+        nid = NeuronId.parse(neuron or graph.neuron)
+    else:
+        if run is None or neuron is None:
+            raise N2GError("pass RUN and --neuron L:N, or --graph FILE (with --tokenizer DIR)")
+        nid = run.check(NeuronId.parse(neuron))
+        graph = run.load_graph(nid)
+        if graph is None:
+            raise N2GError(f"no graph for {nid} in {run.path}: run `n2g build {run.path} "
+                           f"--neurons {nid}` first")
+    tokenizer = _load_tokenizer(run, tokenizer_dir)
+    ids = [int(i) for i in tokenizer.encode(text, add_special_tokens=False)]
+    if not ids:
+        raise N2GError("the text has no tokens: pass some words")
+    pieces = token_pieces(tokenizer, ids)
+    predicted = graph.predict(pieces, search=search)  # type: ignore[arg-type]
+    actual: list[float] | None = None
+    if graph_file is None and run is not None:
+        actual = _actual(run, nid, ids, device, dtype)
+    rows = [{"token": p, "predicted": round(pr, 4)} for p, pr in zip(pieces, predicted,
+                                                                      strict=True)]
+    if actual is not None:
+        for row, a in zip(rows, actual, strict=True):
+            row["actual"] = round(a, 4)
+    if json_out:
+        emit_json(rows)
+        return
+    typer.echo(f"{'token':<20} {'predicted':>9}" + (f" {'actual':>8}" if actual else ""))
+    for row in rows:
+        line = f"{row['token']!r:<20} {row['predicted']:>9.3f}"
+        if "actual" in row:
+            line += f" {row['actual']:>8.3f}"
+        typer.echo(line)
+
+
+def _actual(run: Any, nid: Any, ids: list[int], device: str, dtype: str) -> list[float]:
+    """The neuron's real activations on `ids` (with the run's BOS in front), over a_max."""
+    from neuron2graph.evaluate.builder import load_run_model
+    from neuron2graph.models import neuron_activations
+
+    lm = load_run_model(run, device=device, dtype=None if dtype == "auto" else dtype)
+    bos = getattr(lm.tokenizer, "bos_token_id", None)
+    seq = ([int(bos)] if bos is not None else []) + ids
+    acts = neuron_activations(lm, [seq], nid.layer, [nid.neuron])[0][:, 0].tolist()
+    acts = acts[1:] if bos is not None else acts
+    a_max = run.a_max(nid)
+    return [a / a_max if a_max > 0 else 0.0 for a in acts]
