@@ -35,6 +35,9 @@ def record_command(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace a run recorded with other options.")
     ] = False,
+    checkpoint_every: Annotated[
+        int, typer.Option(help="Checkpoint the running state every this many batches.")
+    ] = 50,
     progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
     as_json: JsonOpt = False,
 ) -> None:
@@ -44,7 +47,8 @@ def record_command(
     from neuron2graph.record.recorder import existing_identity, identity_diff
 
     config = RecordConfig(window=window, top_k=top_k, sample=sample, batch_size=batch_size,
-                          max_tokens=max_tokens or None, seed=seed, bos=bos)
+                          max_tokens=max_tokens or None, seed=seed, bos=bos,
+                          checkpoint_every=checkpoint_every)
     config.validate()
     layer_list = parse_layers(layers)
     out = out.expanduser()
