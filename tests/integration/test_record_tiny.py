@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from record_fixtures import tiny_documents
 
 from neuron2graph.corpus import iter_windows
 from neuron2graph.errors import N2GError
@@ -17,8 +18,6 @@ from neuron2graph.record import RecordConfig, record
 from neuron2graph.record.histogram import N_BINS, bin_index
 from neuron2graph.store import Run
 from neuron2graph.testing import tiny_model
-
-from record_fixtures import tiny_documents
 
 WINDOW = 16
 CONFIG = RecordConfig(window=WINDOW, top_k=5, sample=12, batch_size=4, max_tokens=2500)
