@@ -73,6 +73,8 @@ def test_decode_neurons_and_out(models: dict[str, Path], tmp_path: Path) -> None
     from neuron2graph.decode import decoded_tokens
 
     assert len(decoded_tokens(run, 1, 63)["promote"]) == 10
+    manifest = json.loads((run / "run.json").read_text())
+    assert manifest["decode"]["layers"] == [0, 1] and manifest["decode"]["top"] == 10
     table = runner.invoke(app, ["decode", "-m", str(models["gpt2"]), "--layers", "0",
                                 "--show", "3"])
     assert table.exit_code == 0 and "61 more neurons" in table.output

@@ -143,7 +143,11 @@ def test_run_store_round_trip(tmp_path: Path) -> None:
     for kind, tk in dec.kinds.items():
         assert torch.equal(back.kinds[kind].ids, tk.ids)
         assert torch.equal(back.kinds[kind].values, tk.values)
-    assert (run / "run.json").is_file()
+    from neuron2graph.store.run import Run
+
+    opened = Run.open(run)  # a decode-only run is a valid run for every reader
+    assert opened.layers == [] and opened.manifest["n_neurons"] == lm.n_neurons
+    assert (run / "tokenizer" / "tokenizer.json").is_file()
     got = decoded_tokens(run, 1, 17)
     want = dec.neuron(17, lm.tokenizer)
     assert list(got) == sorted(want)
@@ -153,3 +157,17 @@ def test_run_store_round_trip(tmp_path: Path) -> None:
         assert [r["logit"] for r in got[kind]] == pytest.approx([r["logit"] for r in rows])
     n_rows = conn.execute("SELECT COUNT(*) FROM decode").fetchone()[0]
     assert n_rows == 4 * 4 * lm.n_neurons  # 4 kinds x top 4 x neurons
+
+
+def test_out_folder_checks(tmp_path: Path) -> None:
+    from neuron2graph.errors import N2GError
+
+    lm = tiny_model("llama")
+    open_run_db(tmp_path / "run", lm).close()
+    other = tiny_model("llama", n_layers=3)
+    with pytest.raises(N2GError, match="another model"):
+        open_run_db(tmp_path / "run", other)
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "notes.txt").write_text("mine")
+    with pytest.raises(N2GError, match="not a run"):
+        open_run_db(tmp_path / "junk", lm)

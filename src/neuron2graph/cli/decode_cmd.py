@@ -113,6 +113,9 @@ def decode_cmd(
     summary = {"model": lm.spec, "layers": layer_list, "neurons": n_done, "top": top,
                "seconds": round(seconds, 3), "final_norm": norm.describe()}
     if out is not None:
+        from neuron2graph.decode import note_in_manifest
+
+        note_in_manifest(out, layer_list, top, norm.describe())
         summary["out"] = str(out)
         if json_out:
             emit_json(summary)

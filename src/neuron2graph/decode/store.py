@@ -8,8 +8,8 @@ Both are replaced per layer atomically, so a killed run keeps every finished lay
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import sqlite3
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,40 +28,59 @@ def layer_path(run_dir: str | Path, layer: int) -> Path:
 
 
 def open_run_db(run_dir: str | Path, lm: LoadedModel) -> sqlite3.Connection:
-    """The run's index (WAL). Uses `store.run.Run` when the folder is already a run; a fresh
-    folder gets a minimal manifest so that later stages recognise it as a run."""
-    run_dir = Path(run_dir)
-    manifest = run_dir / "run.json"
-    if manifest.is_file():
-        try:
-            from neuron2graph.store.run import Run
-        except ImportError:
-            pass
-        else:
-            return Run.open(run_dir).db()  # type: ignore[no-any-return]
-        data = json.loads(manifest.read_text())
-        if data.get("format") != "neuron2graph/run":
-            raise N2GError(f"{run_dir} is not a neuron2graph run (foreign run.json): pick --out")
-        if data.get("n_layers") not in (None, lm.n_layers):
-            raise N2GError(f"run {run_dir} was made with another model ({data.get('model')}): "
-                           "pick another --out")
-    else:
-        from neuron2graph import __version__
+    """The run's index (WAL), opened through `store.run.Run`.
 
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(manifest, {
-            "format": "neuron2graph/run", "format_version": 1, "model": lm.spec,
-            "weights_hash": lm.weights_hash, "n_layers": lm.n_layers, "n_neurons": lm.n_neurons,
-            "package_version": __version__,
-            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        })
-    try:
-        from neuron2graph.store.db import connect
-    except ImportError:
-        conn = sqlite3.connect(run_dir / "index.sqlite", timeout=30.0, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        return conn
-    return connect(run_dir)
+    Decode into a recorded run (after `n2g record`) so that the browser shows decoded tokens on
+    its neuron pages, or into a fresh folder, which becomes a decode-only run: a manifest with
+    no recorded layers, plus the tokenizer so that the browser can read it without torch.
+    """
+    from neuron2graph.store.run import Run
+
+    run_dir = Path(run_dir).expanduser()
+    if (run_dir / "run.json").is_file():
+        run = Run.open(run_dir, allow_incomplete=True)
+        shape = (run.manifest.get("n_layers"), run.manifest.get("n_neurons"))
+        if shape != (lm.n_layers, lm.n_neurons):
+            raise N2GError(
+                f"{run_dir} holds a run of another model ({shape[0]} layers x {shape[1]} neurons, "
+                f"{lm.spec} has {lm.n_layers} x {lm.n_neurons}): pick another --out"
+            )
+        if run.manifest.get("weights_hash") not in (None, lm.weights_hash):
+            warnings.warn(
+                f"{run_dir} was recorded with weights {run.manifest.get('weights_hash')} and "
+                f"{lm.spec} has {lm.weights_hash} (another dtype or checkpoint?)", stacklevel=2,
+            )
+        return run.db()
+    if run_dir.exists() and not run_dir.is_dir():
+        raise N2GError(f"--out {run_dir} is a file: pass a folder")
+    if run_dir.is_dir() and any(run_dir.iterdir()):
+        raise N2GError(f"--out {run_dir} is a non-empty folder that is not a run: pick another")
+    from neuron2graph import __version__
+    from neuron2graph.store.tokenizer import save_tokenizer
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if lm.tokenizer is not None:
+        save_tokenizer(lm.tokenizer, run_dir)
+    model_type = getattr(getattr(lm.model, "config", None), "model_type", None)
+    write_json_atomic(run_dir / "run.json", {
+        "format": "neuron2graph/run", "format_version": 1, "status": "complete",
+        "model": {"spec": lm.spec, "family": lm.sites.family, "model_type": model_type,
+                  "dtype": str(lm.dtype).removeprefix("torch."), "device": str(lm.device)},
+        "weights_hash": lm.weights_hash, "n_layers": lm.n_layers, "n_neurons": lm.n_neurons,
+        "layers": [], "package_version": __version__,
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+    })
+    return Run.open(run_dir).db()
+
+
+def note_in_manifest(run_dir: str | Path, layers: list[int], top: int, final_norm: str) -> None:
+    """Record in run.json which layers were decoded, so that readers know without a query."""
+    from neuron2graph.store.run import Run
+
+    run = Run.open(run_dir, allow_incomplete=True)
+    old = run.manifest.get("decode") or {}
+    done = sorted(set(old.get("layers", [])) | set(layers))
+    run.update_manifest(decode={"layers": done, "top": top, "final_norm": final_norm})
 
 
 def _rows(layer: int, dec: LayerDecode, tokenizer: Any) -> Iterator[DecodeRow]:
