@@ -215,3 +215,47 @@ def test_report_files_and_table(tmp_path: Path) -> None:
     assert "Excluded neurons:" in table
     with pytest.raises(N2GError, match="no evaluation"):
         render_table(tmp_path / "elsewhere")
+
+
+def test_interleave_chunks_round_robin_over_layers() -> None:
+    nids = [NeuronId(0, i) for i in range(5)] + [NeuronId(3, i) for i in range(2)]
+    chunks = P.interleave_chunks(nids, 2)
+    assert chunks == [
+        [NeuronId(0, 0), NeuronId(0, 1)], [NeuronId(3, 0), NeuronId(3, 1)],
+        [NeuronId(0, 2), NeuronId(0, 3)], [NeuronId(0, 4)],
+    ]
+
+
+def test_time_budget_and_failures_leave_neurons_for_a_rerun(tmp_path: Path) -> None:
+    run = FakeRun(tmp_path)
+    cfg = P.EvalConfig(seed=0, batch_neurons=2)
+    sel = P.select_neurons(run, cfg, layers=[0, 1], per_layer=2)
+    out = P.run_protocol(run, sel, cfg, lambda: fake_builder([]), progress=False, max_seconds=0)
+    assert out.rows == [] and len(out.pending) == 4 and out.computed == 0
+
+    def flaky() -> P.BuildFn:
+        inner = fake_builder([])
+
+        def build(sets: Sequence[P.TrainSet], method: str) -> list[NeuronGraph]:
+            if sets[0].nid.layer == 1:
+                raise RuntimeError("out of memory")
+            return inner(sets, method)
+
+        return build
+
+    out = P.run_protocol(run, sel, cfg, flaky, progress=False)
+    assert out.computed == 2 and [r["layer"] for r in out.rows] == [0, 0]
+    assert len(out.failed) == 2 and "RuntimeError: out of memory" in out.failed[0]["reason"]
+    assert out.pending == []
+    results = build_results(run, sel, cfg, out, {})
+    assert results["aggregate"]["layers"]["1"]["n_failed"] == 2
+    assert "Failed neurons" in render_table_from(results)
+    # The failed neurons were not saved: a re-run retries exactly them.
+    again = P.run_protocol(run, sel, cfg, lambda: fake_builder([]), progress=False)
+    assert again.computed == 2 and again.reused == 2 and not again.failed
+
+
+def render_table_from(results: dict[str, Any]) -> str:
+    from neuron2graph.evaluate.report import markdown_table
+
+    return markdown_table(results)

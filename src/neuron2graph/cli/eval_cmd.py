@@ -53,6 +53,11 @@ def eval_command(
     batch_neurons: Annotated[
         int, typer.Option(help="Neurons of a layer built together (speed only).")
     ] = 4,
+    max_minutes: Annotated[
+        float | None,
+        typer.Option(help="Start no new batch after this many minutes; the report covers what "
+                     "finished (layers are interleaved, so they stay balanced). Re-run to go on."),
+    ] = None,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
     overwrite: Annotated[
@@ -105,7 +110,13 @@ def eval_command(
         return model_builder(lm, n2g_config(augmenter=aug), run)
 
     outcome = run_protocol(run, selection, cfg, make_builder, overwrite=overwrite,
-                           progress=not quiet and not json_out)
+                           progress=not quiet and not json_out,
+                           max_seconds=None if max_minutes is None else 60 * max_minutes)
+    if not outcome.rows:
+        raise N2GError(
+            f"no neuron finished ({len(outcome.failed)} failed, {len(outcome.pending)} pending): "
+            "see the warnings above, or raise --max-minutes"
+        )
     request = {"layers": layer_list, "per_layer": None if wanted else per_layer,
                "neurons": [str(n) for n in wanted] if wanted else None}
     results = build_results(run, selection, cfg, outcome, request)
@@ -118,6 +129,8 @@ def eval_command(
     typer.echo(
         f"{len(outcome.rows)} neurons ({outcome.computed} evaluated now, {outcome.reused} reused) "
         f"in {t['wall_s']:.0f} s; mean {t['mean_neuron_s']} s per neuron"
+        + (f"; {len(outcome.failed)} failed" if outcome.failed else "")
+        + (f"; {len(outcome.pending)} pending (time budget)" if outcome.pending else "")
     )
     for name, path in paths.items():
         if path.exists():

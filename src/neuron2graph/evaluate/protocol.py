@@ -295,10 +295,14 @@ def train_set(run: RunLike, nid: NeuronId, cfg: EvalConfig) -> TrainSet:
 @dataclass
 class EvalOutcome:
     rows: list[dict[str, Any]]
-    """One finished row per selected neuron, in selection order."""
+    """One finished row per selected neuron that is done, in selection order."""
     computed: int
     reused: int
     wall_s: float
+    failed: list[dict[str, Any]] = field(default_factory=list)
+    """{"neuron", "reason"} for neurons whose build raised (not saved: a re-run retries them)."""
+    pending: list[str] = field(default_factory=list)
+    """Selected neurons left for later because the time budget ran out."""
 
 
 def _progress(total: int, enabled: bool) -> Any:
@@ -318,11 +322,15 @@ def run_protocol(
     *,
     overwrite: bool = False,
     progress: bool = True,
+    max_seconds: float | None = None,
 ) -> EvalOutcome:
     """Evaluate every selected neuron not evaluated yet; finished neurons are saved one by one.
 
-    `make_builder` is only called when there is something to build, so a finished evaluation
-    re-renders its report without loading the model.
+    Work goes round-robin over layers (one batch of each layer in turn), so a run stopped early
+    (killed, or `max_seconds` reached: no new batch starts after it) covers every layer about
+    evenly. `make_builder` is only called when there is something to build, so a finished
+    evaluation re-renders its report without loading the model. A batch whose build raises is
+    reported in `failed` and skipped; the others go on.
     """
     start = time.perf_counter()
     storage.check_settings(run.path, cfg.settings(), overwrite=overwrite)
@@ -333,50 +341,83 @@ def run_protocol(
             done[nid] = row
     todo = [nid for nid in selection.selected if nid not in done]
     reused = len(done)
+    failed: list[dict[str, Any]] = []
+    computed = 0
     if todo:
         builder = make_builder()
         db = run.db()
         storage.ensure_table(db)
         bar = _progress(len(todo), progress)
         try:
-            for chunk in _chunks(todo, cfg.batch_neurons):
-                sets = [train_set(run, nid, cfg) for nid in chunk]
-                graphs: dict[NeuronId, dict[str, Any]] = {nid: {} for nid in chunk}
-                build_s: dict[str, float] = {}
-                for method in GRAPH_METHODS:
-                    if method == "official" and not cfg.official:
-                        continue
-                    t0 = time.perf_counter()
-                    built = builder(sets, method)
-                    build_s[method] = (time.perf_counter() - t0) / len(chunk)
-                    for nid, graph in zip(chunk, built, strict=True):
-                        graph.save(storage.graph_file(run.path, method, nid))
-                        graphs[nid][method] = graph
-                for nid in chunk:
-                    t0 = time.perf_counter()
-                    row = evaluate_neuron(run, nid, cfg, graphs[nid])
-                    for method, seconds in build_s.items():
-                        row["methods"][method]["build_s"] = round(seconds, 3)
-                    row["seconds"] = round(sum(build_s.values()) + time.perf_counter() - t0, 3)
+            for chunk in interleave_chunks(todo, cfg.batch_neurons):
+                if max_seconds is not None and time.perf_counter() - start > max_seconds:
+                    break
+                try:
+                    rows = _evaluate_chunk(run, chunk, cfg, builder)
+                except Exception as exc:  # one bad batch must not end a long run
+                    reason = f"evaluation failed: {type(exc).__name__}: {str(exc)[:200]}"
+                    failed += [{"neuron": str(nid), "reason": reason} for nid in chunk]
+                    bar.write(f"warning: {', '.join(map(str, chunk))}: {reason}", file=sys.stderr)
+                    bar.update(len(chunk))
+                    continue
+                for nid, row in zip(chunk, rows, strict=True):
                     storage.save_neuron(run.path, db, row)
                     done[nid] = row
+                    computed += 1
                     bar.update(1)
         finally:
             bar.close()
             db.close()
-    rows = [done[nid] for nid in selection.selected]
-    return EvalOutcome(rows=rows, computed=len(todo), reused=reused,
-                       wall_s=time.perf_counter() - start)
+    bad = {f["neuron"] for f in failed}
+    pending = [str(n) for n in selection.selected if n not in done and str(n) not in bad]
+    return EvalOutcome(
+        rows=[done[nid] for nid in selection.selected if nid in done],
+        computed=computed, reused=reused, wall_s=time.perf_counter() - start,
+        failed=failed, pending=pending,
+    )
 
 
-def _chunks(nids: list[NeuronId], size: int) -> list[list[NeuronId]]:
-    """Groups of at most `size` neurons, never mixing layers (the builder batches per layer)."""
-    out: list[list[NeuronId]] = []
+def _evaluate_chunk(
+    run: RunLike, chunk: list[NeuronId], cfg: EvalConfig, builder: BuildFn
+) -> list[dict[str, Any]]:
+    """Build the graphs of a batch of neurons of one layer on their train halves, then score."""
+    sets = [train_set(run, nid, cfg) for nid in chunk]
+    graphs: dict[NeuronId, dict[str, Any]] = {nid: {} for nid in chunk}
+    build_s: dict[str, float] = {}
+    for method in GRAPH_METHODS:
+        if method == "official" and not cfg.official:
+            continue
+        t0 = time.perf_counter()
+        built = builder(sets, method)
+        build_s[method] = (time.perf_counter() - t0) / len(chunk)
+        for nid, graph in zip(chunk, built, strict=True):
+            graph.save(storage.graph_file(run.path, method, nid))
+            graphs[nid][method] = graph
+    rows = []
+    for nid in chunk:
+        t0 = time.perf_counter()
+        row = evaluate_neuron(run, nid, cfg, graphs[nid])
+        for method, seconds in build_s.items():
+            row["methods"][method]["build_s"] = round(seconds, 3)
+        row["seconds"] = round(sum(build_s.values()) + time.perf_counter() - t0, 3)
+        rows.append(row)
+    return rows
+
+
+def interleave_chunks(nids: list[NeuronId], size: int) -> list[list[NeuronId]]:
+    """Batches of at most `size` neurons of one layer (the builder batches per layer), taken
+    round-robin over layers in the order the layers first appear."""
+    per_layer: dict[int, list[list[NeuronId]]] = {}
     for nid in nids:
-        if out and len(out[-1]) < max(1, size) and out[-1][0].layer == nid.layer:
-            out[-1].append(nid)
+        groups = per_layer.setdefault(nid.layer, [])
+        if groups and len(groups[-1]) < max(1, size):
+            groups[-1].append(nid)
         else:
-            out.append([nid])
+            groups.append([nid])
+    out: list[list[NeuronId]] = []
+    rounds = max((len(g) for g in per_layer.values()), default=0)
+    for i in range(rounds):
+        out += [groups[i] for groups in per_layer.values() if i < len(groups)]
     return out
 
 
@@ -390,6 +431,7 @@ __all__ = [
     "Selection",
     "TrainSet",
     "evaluate_neuron",
+    "interleave_chunks",
     "layer_order",
     "run_protocol",
     "select_neurons",

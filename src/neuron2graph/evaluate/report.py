@@ -40,6 +40,10 @@ def _aggregate_methods(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _count_layer(items: Sequence[dict[str, Any]], layer: int) -> int:
+    return sum(1 for e in items if int(str(e["neuron"]).split(":")[0]) == layer)
+
+
 def build_results(
     run: Any,
     selection: Selection,
@@ -49,15 +53,16 @@ def build_results(
 ) -> dict[str, Any]:
     """The whole results document (config, per-layer aggregates, exclusions, timings, rows)."""
     rows = outcome.rows
-    layers = sorted({r["layer"] for r in rows} | set(selection.shortfall))
+    layers = sorted({r["layer"] for r in rows} | {n.layer for n in selection.selected}
+                    | set(selection.shortfall))
     by_layer: dict[str, Any] = {}
     for layer in layers:
         lrows = [r for r in rows if r["layer"] == layer]
         by_layer[str(layer)] = {
             "n_neurons": len(lrows),
-            "n_excluded": sum(
-                1 for e in selection.excluded if int(e["neuron"].split(":")[0]) == layer
-            ),
+            "n_excluded": _count_layer(selection.excluded, layer),
+            "n_failed": _count_layer(outcome.failed, layer),
+            "n_pending": sum(1 for n in outcome.pending if int(n.split(":")[0]) == layer),
             "shortfall": selection.shortfall.get(layer, 0),
             "methods": _aggregate_methods(lrows),
         }
@@ -84,6 +89,8 @@ def build_results(
             "all": {"n_neurons": len(rows), "methods": _aggregate_methods(rows)},
         },
         "excluded": selection.excluded,
+        "failed": outcome.failed,
+        "pending": outcome.pending,
         "timings": {
             "wall_s": round(outcome.wall_s, 2),
             "neurons_computed": outcome.computed,
@@ -175,6 +182,12 @@ def markdown_table(results: dict[str, Any]) -> str:
         f"Excluded neurons: {n_ex} (listed with reasons in results.json)."
         + (f" Layers short of alive neurons: {short}." if short else ""),
     ]
+    if results.get("failed"):
+        lines.append(f"Failed neurons (build raised; a re-run retries them): "
+                     f"{', '.join(f['neuron'] for f in results['failed'])}.")
+    if results.get("pending"):
+        lines.append(f"Not evaluated (time budget reached): {len(results['pending'])} selected "
+                     "neurons; re-run the same command to continue.")
     return "\n".join(lines) + "\n"
 
 
