@@ -67,54 +67,67 @@ def search_neurons(
     if limit < 1:
         raise N2GError(f"--limit must be at least 1, got {limit}")
     col = "norm" if fold else "token"
-    parts: list[str] = []
-    params: list[Any] = []
-    for i, (role, tok) in enumerate(terms):
-        # One row per graph and term: the best-weighted matching token (SQLite takes the bare
-        # columns role/token from the row holding MAX(weight)). Uses the (role, token|norm) index.
-        parts.append(
-            f"SELECT layer, neuron, {i} AS term, role, token, MAX(weight) AS w "
-            f"FROM graph_tokens WHERE {_ROLE_SQL[role]} AND {col} = ? GROUP BY layer, neuron"
-        )
-        params.append(tok.strip().lower() if fold else tok)
-    having = "HAVING COUNT(*) = ?"
-    params.append(len(terms))
-    stats_filter = ""
+    keys = [tok.strip().lower() if fold else tok for _, tok in terms]
+
+    # Drive the query from the rarest term (a capped count over the index), and check every other
+    # term with a primary-key lookup per candidate graph: the work is proportional to the rarest
+    # term's graphs, not to the sum over all terms (2-5x faster than a UNION/GROUP BY plan).
+    def count(i: int) -> int:
+        sql = f"SELECT COUNT(*) FROM (SELECT 1 FROM graph_tokens WHERE {_ROLE_SQL[terms[i][0]]} "
+        return int(conn.execute(sql + f"AND {col} = ? LIMIT 100000)", (keys[i],)).fetchone()[0])
+
+    drive = min(range(len(terms)), key=count) if len(terms) > 1 else 0
+    others = [i for i in range(len(terms)) if i != drive]
+    unique = terms[drive][0] != "any" and not fold  # one row per graph: no GROUP BY needed
+    driver = (
+        f"SELECT layer, neuron, {'weight' if unique else 'MAX(weight)'} AS w{drive} "
+        f"FROM graph_tokens WHERE {_ROLE_SQL[terms[drive][0]]} AND {col} = ?"
+        + ("" if unique else " GROUP BY layer, neuron")
+    )
+    lookups = "".join(
+        f", (SELECT MAX(weight) FROM graph_tokens WHERE layer = d.layer AND neuron = d.neuron "
+        f"AND {_ROLE_SQL[terms[i][0]]} AND {col} = ?) AS w{i}"
+        for i in others
+    )
+    score = " + ".join(f"c.w{i}" for i in range(len(terms)))
+    where = [f"c.w{i} IS NOT NULL" for i in others]
+    params: list[Any] = [keys[drive], *(keys[i] for i in others)]
     if min_components is not None:
-        stats_filter = "WHERE s.n_components >= ?"
-    sql = f"""
-        WITH m AS ({" UNION ALL ".join(parts)}),
-        hits AS (
-            SELECT layer, neuron, SUM(w) AS score,
-                   json_group_array(json_array(term, role, token, w)) AS matched
-            FROM m GROUP BY layer, neuron {having}
-        )
-        SELECT h.layer, h.neuron, h.score,
-               h.score / MAX(s.sum_activating + s.sum_important, 1e-9) AS specificity,
-               s.n_components, h.matched
-        FROM hits h JOIN graph_stats s USING (layer, neuron)
-        {stats_filter}
-        ORDER BY h.score DESC, specificity DESC, h.layer, h.neuron
-        LIMIT ?
-    """
-    if min_components is not None:
+        where.append("s.n_components >= ?")
         params.append(min_components)
     params.append(limit)
+    sql = f"""
+        WITH d AS ({driver}), c AS (SELECT d.*{lookups} FROM d)
+        SELECT c.layer, c.neuron, {score} AS score,
+               ({score}) / MAX(s.sum_activating + s.sum_important, 1e-9) AS specificity,
+               s.n_components
+        FROM c JOIN graph_stats s USING (layer, neuron)
+        WHERE {" AND ".join(where) or "1"}
+        ORDER BY score DESC, specificity DESC, c.layer, c.neuron
+        LIMIT ?
+    """
     out: list[dict[str, Any]] = []
-    for layer, neuron, score, spec, n_comp, matched in conn.execute(sql, params):
-        items = sorted(json.loads(matched))
+    for layer, neuron, score_, spec, n_comp in conn.execute(sql, params).fetchall():
+        matched = []
+        for (role, _tok), key in zip(terms, keys, strict=True):
+            # which token matched (any role / folded): the best-weighted row, as in the score
+            row = conn.execute(
+                f"SELECT role, token, MAX(weight) FROM graph_tokens WHERE layer = ? AND "
+                f"neuron = ? AND {_ROLE_SQL[role]} AND {col} = ?",
+                (layer, neuron, key),
+            ).fetchone()
+            matched.append(
+                {"clause": role, "role": row[0], "token": row[1], "weight": round(row[2], 6)}
+            )
         out.append(
             {
                 "id": f"{layer}:{neuron}",
                 "layer": layer,
                 "neuron": neuron,
-                "score": round(score, 6),
+                "score": round(score_, 6),
                 "specificity": round(min(spec, 1.0), 6),
                 "n_components": n_comp,
-                "matched": [
-                    {"clause": terms[t][0], "role": role, "token": token, "weight": round(w, 6)}
-                    for t, role, token, w in items
-                ],
+                "matched": matched,
             }
         )
     return out
