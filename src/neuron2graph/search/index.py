@@ -95,7 +95,14 @@ def connect(db: Db) -> sqlite3.Connection:
 
 
 def ensure_schema(conn: sqlite3.Connection) -> None:
-    conn.executescript(SCHEMA_SQL)
+    """Create the search tables when missing (a read-only check when they exist, so the browser
+    can call `connect` per request without writing or committing anything)."""
+    (have,) = conn.execute(
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN "
+        "('graph_tokens', 'graph_stats', 'graph_index_dirs')"
+    ).fetchone()
+    if have < 3:
+        conn.executescript(SCHEMA_SQL)
 
 
 def _split(nid: NeuronId | str) -> tuple[int, int]:
