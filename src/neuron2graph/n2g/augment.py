@@ -29,8 +29,9 @@ class AugmentConfig:
     """A substitute must have at least this probability at its position."""
     importance_threshold: float = 0.75
     """Positions whose importance for the key token is >= this are replaced in turn."""
-    n_candidates: int = 20
-    """Causal augmenter: next-token candidates re-ranked by whole-prompt log-probability."""
+    n_candidates: int = 10
+    """Next-token (or fill-mask) candidates per position, before re-ranking and filtering; each
+    costs one full-depth forward of the prompt in the causal augmenter's re-ranking."""
 
 
 @dataclass(frozen=True)
