@@ -65,6 +65,8 @@ def similar_neurons(
     ``containment_rev`` (of it in nid), ``official``, ``relation`` (of nid to it), ``shared``.
     """
     n = nid if isinstance(nid, NeuronId) else NeuronId.parse(str(nid))
+    if top < 1:
+        raise N2GError(f"--top must be at least 1, got {top}")
     if by not in ("similarity", "containment"):
         raise N2GError(f"unknown ranking {by!r}: use similarity or containment")
     wa, wi = _rw(role_weights)
