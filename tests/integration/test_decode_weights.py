@@ -115,19 +115,24 @@ def test_neuron_subset_matches_full_layer() -> None:
 
 
 @pytest.mark.parametrize("family", ["llama", "gpt2"])
-def test_find_neurons_matches_brute_force(family: str) -> None:
+@pytest.mark.parametrize("by", ["logit", "zscore"])
+def test_find_neurons_matches_brute_force(family: str, by: str) -> None:
     lm = tiny_model(family, n_layers=3)
     _randomise_norm(lm)
     token = 30
     scores = []
     for layer in range(lm.n_layers):
-        logits = _expected(lm, layer, family)["promote"]
-        scores += [(float(logits[n, token]), layer, n) for n in range(logits.shape[0])]
+        logits = _expected(lm, layer, family)["promote"]  # [neurons, vocab], all of it
+        z = (logits[:, token] - logits.mean(1)) / logits.std(1, unbiased=False)
+        for n in range(logits.shape[0]):
+            raw, zs = float(logits[n, token]), float(z[n])
+            scores.append((zs if by == "zscore" else raw, raw, zs, layer, n))
     scores.sort(reverse=True)
-    hits = find_neurons(lm, token, top=10)
-    assert [(h["layer"], h["neuron"]) for h in hits] == [(la, n) for _, la, n in scores[:10]]
-    for h, (score, layer, neuron) in zip(hits, scores, strict=False):
-        assert h["logit"] == pytest.approx(score, abs=1e-4)
+    hits = find_neurons(lm, token, top=10, by=by)
+    assert [(h["layer"], h["neuron"]) for h in hits] == [(s[3], s[4]) for s in scores[:10]]
+    for h, (_, raw, zs, layer, neuron) in zip(hits, scores, strict=False):
+        assert h["logit"] == pytest.approx(raw, abs=1e-4)
+        assert h["zscore"] == pytest.approx(zs, rel=1e-3)
         row = _expected(lm, layer, family)["promote"][neuron]
         assert h["rank"] == int((row > row[token]).sum())
 

@@ -145,6 +145,9 @@ def find_neurons_cmd(
     model: ModelOpt = "smollm2-135m",
     layers: LayersOpt = None,
     top: Annotated[int, typer.Option(min=1, help="Neurons to list.")] = 20,
+    by: Annotated[
+        str, typer.Option(help="zscore (token vs the neuron's other logits) or logit (raw).")
+    ] = "zscore",
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
     json_out: JsonOpt = False,
@@ -154,17 +157,19 @@ def find_neurons_cmd(
 
     lm = _load(model, device, dtype)
     token_id = single_token_id(lm.tokenizer, token)
-    hits = find_neurons(lm, token_id, top=top, layers=_layers(layers, lm.n_layers))
+    hits = find_neurons(lm, token_id, top=top, layers=_layers(layers, lm.n_layers), by=by)
     if json_out:
-        emit_json({"model": lm.spec, "token": token, "token_id": token_id, "neurons": hits})
+        emit_json({"model": lm.spec, "token": token, "token_id": token_id, "by": by,
+                   "neurons": hits})
         return
     from rich.table import Table
 
-    table = Table(title=f"{lm.spec}: neurons promoting {token!r} (id {token_id})")
-    for col in ("neuron", "logit", "rank of token", "its top tokens"):
+    table = Table(title=f"{lm.spec}: neurons promoting {token!r} (id {token_id}), by {by}")
+    for col in ("neuron", "logit", "z", "rank of token", "its top tokens"):
         table.add_column(col)
     for h in hits:
-        table.add_row(f"{h['layer']}:{h['neuron']}", f"{h['logit']:.3f}", str(h["rank"]),
+        table.add_row(f"{h['layer']}:{h['neuron']}", f"{h['logit']:.3f}", f"{h['zscore']:.1f}",
+                      str(h["rank"]),
                       "  ".join(repr(t) for t in h["top_tokens"]))
     _console().print(table)
 

@@ -143,6 +143,9 @@ def neuron_logits(lm: LoadedModel, layer: int, neuron: int) -> Float[Tensor, " v
     return (unembedding(lm) @ direction).float().cpu()
 
 
+BY = ("zscore", "logit")
+
+
 @torch.inference_mode()
 def find_neurons(
     lm: LoadedModel,
@@ -150,14 +153,21 @@ def find_neurons(
     *,
     top: int = 20,
     layers: Sequence[int] | None = None,
+    by: str = "zscore",
     context: int = 5,
 ) -> list[dict[str, Any]]:
     """The neurons whose write direction most promotes `token_id`, across `layers` (default all).
 
-    The score is `unembed[token] . (gain * w_out)`: the neuron's direct logit effect on the token
-    per unit of activation. Each hit also carries the token's rank among everything that neuron
-    promotes (0 = its top token) and the neuron's own top tokens, to judge how specific it is.
+    `logit` is `unembed[token] . (gain * w_out)`: the neuron's direct effect on the token's logit
+    per unit of activation. Ranking by it favours neurons with huge weights that push thousands
+    of tokens at once, so the default ranks by `zscore`: how far the token's logit stands above
+    the neuron's mean logit over the vocabulary, in standard deviations of those logits. Both
+    moments come in closed form from the unembedding's mean row and covariance (`d x d`), so
+    the search stays one matrix-vector product per layer. Each hit also carries the token's
+    rank among everything that neuron promotes (0 = its top token) and its own top tokens.
     """
+    if by not in BY:
+        raise N2GError(f"unknown ranking {by!r}: use one of {', '.join(BY)}")
     layers = list(range(lm.n_layers)) if layers is None else list(layers)
     unembed = unembedding(lm)
     if not 0 <= token_id < unembed.shape[0]:
@@ -165,22 +175,31 @@ def find_neurons(
             f"token id {token_id} is out of range: the vocabulary has {unembed.shape[0]} tokens"
         )
     norm = FinalNorm(lm)
-    u = unembed[token_id]
-    scores = []
+    u = unembed[token_id].float()
+    mean_row = unembed.float().mean(dim=0)
+    centred = unembed.float() - mean_row
+    cov = centred.T @ centred / unembed.shape[0]  # [d, d]
+    logits, zscores = [], []
     for layer in layers:
         lm.check_neuron(layer)
-        scores.append((neuron_directions(lm, layer, "write", norm) @ u).float().cpu())
-    flat = torch.stack(scores)  # [layers, neurons]: one float per neuron, small
-    vals, pos = torch.topk(flat.reshape(-1), min(top, flat.numel()))
-    n = flat.shape[1]
+        dirs = neuron_directions(lm, layer, "write", norm).float()
+        logit = dirs @ u
+        std = ((dirs @ cov) * dirs).sum(-1).clamp_min(1e-30).sqrt()
+        logits.append(logit.cpu())
+        zscores.append(((logit - dirs @ mean_row) / std).cpu())
+    flat_logit, flat_z = torch.stack(logits), torch.stack(zscores)  # [layers, neurons]: small
+    score = flat_z if by == "zscore" else flat_logit
+    _, pos = torch.topk(score.reshape(-1), min(top, score.numel()))
+    n = score.shape[1]
     hits = []
-    for val, p in zip(vals.tolist(), pos.tolist(), strict=True):
+    for p in pos.tolist():
         layer, neuron = layers[p // n], p % n
-        logits = neuron_logits(lm, layer, neuron)
-        rank = int((logits > logits[token_id]).sum())
-        best = torch.topk(logits, context).indices.tolist()
+        full = neuron_logits(lm, layer, neuron)
+        rank = int((full > full[token_id]).sum())
+        best = torch.topk(full, context).indices.tolist()
         hits.append({
-            "layer": layer, "neuron": neuron, "logit": float(val), "rank": rank,
+            "layer": layer, "neuron": neuron, "logit": float(flat_logit[p // n, neuron]),
+            "zscore": float(flat_z[p // n, neuron]), "rank": rank,
             "top_tokens": token_pieces(lm.tokenizer, best) if lm.tokenizer is not None else best,
         })
     return hits
