@@ -106,3 +106,16 @@ def test_prefix_filter_finds_exactly_the_brute_force_pairs(threshold: float) -> 
 
 def test_example_graphs_round_trip_through_the_index() -> None:
     assert len(example_graphs()) == 5
+
+
+def test_official_measure_merges_roles() -> None:
+    conn = example_index()
+    g = NeuronGraph("3:6")
+    g.add_path(" except", 0.9, [(" but", 0.8)])  # " but" is activating in 0:2, context here
+    index_graph(conn, g)
+    res = {r["id"]: r for r in similar_neurons(conn, "3:6")}
+    # official: tokens {except, but} vs 0:2's {except, but, all, nothing} -> 2 / 4
+    assert res["0:2"]["official"] == pytest.approx(0.5)
+    assert res["0:2"]["relation"] is None  # role-tagged: i " but" is not in 0:2
+    # ours: sum min = min(.9, .6) = .6; |3:6| = .9 + .4, |0:2| = 2.1
+    assert res["0:2"]["similarity"] == pytest.approx(0.6 / (1.3 + 2.1 - 0.6), abs=1e-6)

@@ -42,6 +42,18 @@ def _relation(n_shared: int, n_a: int, n_b: int) -> str | None:
     return None
 
 
+def _token_set(conn: sqlite3.Connection, layer: int, neuron: int) -> set[str]:
+    rows = conn.execute(
+        "SELECT DISTINCT token FROM graph_tokens WHERE layer = ? AND neuron = ?", (layer, neuron)
+    )
+    return {t for (t,) in rows}
+
+
+def _official(a: set[str], b: set[str]) -> float:
+    """The official N2G similarity: |A ∩ B| / max(|A|, |B|) on token sets, roles merged."""
+    return round(len(a & b) / max(len(a), len(b), 1), 6)
+
+
 def _rw(role_weights: dict[str, float] | None) -> tuple[float, float]:
     rw = {**ROLE_WEIGHTS, **(role_weights or {})}
     if min(rw.values()) < 0:
@@ -103,8 +115,11 @@ def similar_neurons(
         LIMIT ?
     """
     params = (wa, wi, n.layer, n.neuron, n.layer, n.neuron, wa, wi, t_a, wa, wi, t_a, top)
+    mine = _token_set(conn, n.layer, n.neuron)
     out = []
-    for layer, neuron, smin, n_shared, toks, n_b, t_b, sim, cont in conn.execute(sql, params):
+    rows = conn.execute(sql, params).fetchall()
+    for layer, neuron, smin, n_shared, toks, n_b, t_b, sim, cont in rows:
+        theirs = _token_set(conn, layer, neuron)
         out.append(
             {
                 "id": f"{layer}:{neuron}",
@@ -113,7 +128,7 @@ def similar_neurons(
                 "similarity": round(sim, 6),
                 "containment": round(cont, 6),
                 "containment_rev": round(smin / t_b, 6) if t_b > 0 else 0.0,
-                "official": round(n_shared / max(n_a, n_b), 6),
+                "official": _official(mine, theirs),
                 "relation": _relation(n_shared, n_a, n_b),
                 "shared": [{"role": r, "token": t} for r, t in sorted(json.loads(toks))],
             }
@@ -231,7 +246,7 @@ def _pair(
         "similarity": round(sim, 6),
         "containment_ab": round(smin / ta, 6),
         "containment_ba": round(smin / tb, 6),
-        "official": round(len(shared) / max(len(va), len(vb)), 6),
+        "official": _official({names[d][1] for d in va}, {names[d][1] for d in vb}),
         "relation": _relation(len(shared), len(va), len(vb)),
         "shared": [{"role": names[d][0], "token": names[d][1]} for d in sorted(shared)],
     }
