@@ -59,6 +59,10 @@ NextTokenFn = Callable[[Sequence[Sequence[int]], int], list[tuple[Any, Any, Any]
 """For each sequence: (top_ids [pos, k], top_logprobs [pos, k], token_logprobs [pos]) where row p
 predicts token p+1 and token_logprobs[p] is the log-probability of token p (0 for p = 0)."""
 
+RerankFn = Callable[[Sequence[int], int, Sequence[int]], list[float]]
+"""(prompt, position k, candidate ids) -> whole-prompt log-probability of each substitution, up to
+a constant shared by the candidates (LayerRunner.rerank: the prefix runs once, KV-cached)."""
+
 
 class CausalAugmenter:
     """Substitutes proposed by the studied causal model (no extra model, batched)."""
@@ -69,10 +73,12 @@ class CausalAugmenter:
         config: AugmentConfig | None = None,
         *,
         exclude: Sequence[int] = (),
+        rerank: RerankFn | None = None,
     ) -> None:
         self.next_tokens = next_tokens
         self.config = config or AugmentConfig()
         self.exclude = set(int(i) for i in exclude)
+        self.rerank = rerank
 
     def augment(self, items: Sequence[AugmentItem]) -> list[list[list[int]]]:
         cfg = self.config
@@ -97,10 +103,19 @@ class CausalAugmenter:
         out: list[list[list[int]]] = [[] for _ in items]
         if not cand_prompts:
             return out
-        scored = self.next_tokens(cand_prompts, 1)
         ranked: dict[tuple[int, int], list[tuple[float, list[int]]]] = {}
-        for prompt, owner, (_ti, _tl, tok_logp) in zip(cand_prompts, owners, scored, strict=True):
-            ranked.setdefault(owner, []).append((float(tok_logp.sum()), prompt))
+        if self.rerank is not None:  # per (prompt, position), sharing the prefix's forward
+            groups: dict[tuple[int, int], list[list[int]]] = {}
+            for prompt, owner in zip(cand_prompts, owners, strict=True):
+                groups.setdefault(owner, []).append(prompt)
+            for (i, k), prompts in groups.items():
+                scores = self.rerank(items[i].token_ids, k, [p[k] for p in prompts])
+                ranked[(i, k)] = list(zip(scores, prompts, strict=True))
+        else:
+            scored = self.next_tokens(cand_prompts, 1)
+            for prompt, owner, (_ti, _tl, tok_logp) in zip(cand_prompts, owners, scored,
+                                                           strict=True):
+                ranked.setdefault(owner, []).append((float(tok_logp.sum()), prompt))
         for (i, _k), options in ranked.items():
             options.sort(key=lambda t: -t[0])
             out[i].extend(p for _s, p in options[: cfg.n_substitutes])

@@ -76,6 +76,8 @@ class BuildStats:
     seconds: float = 0.0
     official_token_layers: float = 0.0
     """Estimate of what the official algorithm runs on the same examples (see docs/n2g.md)."""
+    stage_token_layers: dict[str, float] = field(default_factory=dict)
+    """Token-layers per stage: examples, prune, saliency, augment, augmented (their saliency)."""
     flags: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -121,7 +123,8 @@ def _make_augmenter(lm: LoadedModel, runner: LayerRunner, config: N2GConfig) -> 
         tok = lm.tokenizer
         specials = [getattr(tok, f"{n}_token_id", None) for n in ("pad", "bos", "eos", "unk")]
         return CausalAugmenter(runner.next_tokens, config.augment,
-                               exclude=[int(s) for s in specials if s is not None])
+                               exclude=[int(s) for s in specials if s is not None],
+                               rerank=runner.rerank)
     return MaskedLMAugmenter(config.augmenter, lm.tokenizer, config.augment)
 
 
@@ -209,6 +212,7 @@ def _build_layer(
         w.keys.append(res.key_index)
         jobs.append((w, res.token_ids, bos, e))
     # 2. measure + saliency of the pruned prompts
+    runner.stage = "saliency"
     prompts = _measure(runner, works, jobs, config, mask_id, key_rows)
     for w, prompt in zip((j[0] for j in jobs), prompts, strict=True):
         if prompt is not None and w.alive:
@@ -232,6 +236,7 @@ def _prune_all(
 ) -> list[tuple[_Work, int, PruneSearch]]:
     """Measure the examples (unless recorded activations came with them), then prune them all,
     every example of every neuron advancing one batch at a time."""
+    runner.stage = "examples"
     need = [(w, ex) for w in live if w.req.acts is None for ex in w.req.examples]
     measured = iter(runner.acts([ex for _w, ex in need], [w.col for w, _ex in need]))
     searches: list[tuple[_Work, int, PruneSearch]] = []
@@ -250,6 +255,7 @@ def _prune_all(
                 w.fail(f"bad_example: {exc}")
                 break
     searches = [s for s in searches if s[0].alive]
+    runner.stage = "prune"
     while True:
         todo = [(s, p) for s in searches if not s[2].done for p in s[2].pending()]
         if not todo:
@@ -289,6 +295,7 @@ def _augment(
     weights = [0.0] * len(works)
     for w, _it, _b, _e in items:
         weights[w.col] += 1
+    runner.stage = "augment"
     with runner.shared(weights):
         proposed = augmenter.augment([it for _w, it, _b, _e in items])
     aug_jobs: list[Job] = []
@@ -301,6 +308,7 @@ def _augment(
                 seen[w.col].add(tuple(new_ids))
                 aug_jobs.append((w, new_ids, bos, ex))
                 w.stats.augmented_prompts += 1
+    runner.stage = "augmented"
     measured = _measure(runner, works, aug_jobs, config, mask_id, {})
     for prompt, job in zip(measured, aug_jobs, strict=True):
         if prompt is not None and job[0].alive:
@@ -322,6 +330,7 @@ def _finish(
     st.paths = sum(node.end_count for node in graph.root.walk())
     st.token_layers, st.padded_token_layers = meter.token_layers, meter.padded_token_layers
     st.forward_seconds = meter.forward_seconds
+    st.stage_token_layers = {k: round(v, 1) for k, v in meter.by_stage.items()}
     st.seconds = meter.forward_seconds + overhead
     graph.meta.update({"a_max": req.a_max, "stats": st.as_dict(), "config": _config_dict(config)})
     return BuildResult(graph, st)

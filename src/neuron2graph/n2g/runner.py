@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from jaxtyping import Float, Int
@@ -30,6 +30,8 @@ class Meter:
     padded_token_layers: float = 0.0
     forward_seconds: float = 0.0
     forward_rows: float = 0.0
+    by_stage: dict[str, float] = field(default_factory=dict)
+    """Token-layers per pipeline stage (prune, saliency, augment ...)."""
 
 
 def _batches(lengths: Sequence[int], max_tokens: int, max_rows: int) -> Iterator[list[int]]:
@@ -69,6 +71,8 @@ class LayerRunner:
         pad = getattr(lm.tokenizer, "pad_token_id", None)
         self.pad_id = int(pad) if pad is not None else 0
         self._shared: list[float] | None = None
+        self.stage = "forward"
+        """Label under which forwards are booked in `Meter.by_stage` (set by the pipeline)."""
 
     # ------------------------------------------------------------- accounting
     def _charge(self, owners: list[list[int]], tokens: list[int], width: int, depth: int,
@@ -88,6 +92,7 @@ class LayerRunner:
                 meter.padded_token_layers += frac * width * depth
                 meter.forward_seconds += frac * seconds * n / total
                 meter.forward_rows += frac
+                meter.by_stage[self.stage] = meter.by_stage.get(self.stage, 0.0) + frac * n * depth
 
     @contextmanager
     def shared(self, weights: Sequence[float]) -> Iterator[None]:
@@ -156,6 +161,38 @@ class LayerRunner:
                 out[i] = (top.indices[row, :n].cpu(), top.values[row, :n].cpu(),
                           tok[row, :n].cpu())
         return [o for o in out if o is not None]
+
+    @torch.inference_mode()
+    def rerank(self, prompt: Sequence[int], k: int, candidates: Sequence[int]) -> list[float]:
+        """Log-probability of `prompt` with token k replaced by each candidate, minus the shared
+        log-probability of tokens[:k] (a constant, so the ranking is the whole prompt's).
+
+        The prefix runs once and its KV cache is repeated for the candidates, so only the suffix
+        from position k is computed per candidate: k + m(n-k) tokens instead of m*n.
+        """
+        lm = self.lm
+        m, n = len(candidates), len(prompt)
+        suffix = torch.tensor([[int(c), *prompt[k + 1 :]] for c in candidates], dtype=torch.long,
+                              device=lm.device)
+        start = time.perf_counter()
+        first = torch.zeros(m, device=lm.device)
+        if k > 0:
+            pre = lm.model(input_ids=torch.tensor([list(prompt[:k])], device=lm.device),
+                           use_cache=True)
+            cache = pre.past_key_values
+            cache.batch_repeat_interleave(m)
+            cand = torch.tensor([int(c) for c in candidates], device=lm.device)
+            first = pre.logits[0, -1].float().log_softmax(-1)[cand]
+            out = lm.model(input_ids=suffix, past_key_values=cache, use_cache=True)
+        else:
+            out = lm.model(input_ids=suffix, use_cache=False)
+        logp = out.logits.float().log_softmax(-1)
+        rest = logp[:, :-1].gather(-1, suffix[:, 1:, None])[..., 0].sum(-1)
+        scores = (first + rest).cpu().tolist()
+        seconds = time.perf_counter() - start
+        owners = [[0]] if self._shared is None else [[]]
+        self._charge(owners, [k + m * (n - k)], k + m * (n - k), lm.n_layers, seconds)
+        return [float(x) for x in scores]
 
     def _vocab(self) -> int:
         cfg = getattr(self.lm.model, "config", None)
