@@ -235,7 +235,10 @@ def compare_models_cmd(
     chunk_size: NeuronChunkOpt = 1024,
     vocab_chunk_size: VocabChunkOpt = 16384,
     device: DeviceOpt = "auto",
-    dtype: DtypeOpt = "auto",
+    dtype: Annotated[
+        list[str] | None,
+        typer.Option(help="fp32, fp16, bf16 or auto; give it twice for one per model."),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Per layer, the share of neurons whose top decoded token is the same in two models."""
@@ -247,8 +250,11 @@ def compare_models_cmd(
                        "--model A --model B")
     if kind not in KINDS:
         raise N2GError(f"unknown kind {kind!r}: use one of {', '.join(KINDS)}")
-    a = _load(model[0], device, dtype)
-    b = _load(model[1], device, dtype)
+    dtypes = dtype or ["auto"]
+    if len(dtypes) not in (1, 2):
+        raise N2GError(f"give --dtype once or twice (one per model), got {len(dtypes)}")
+    a = _load(model[0], device, dtypes[0])
+    b = _load(model[1], device, dtypes[-1])
     check_compatible(a, b)
     cmp = compare_models(a, b, _layers(layers, a.n_layers), top=top, kind=kind,
                          neuron_chunk=chunk_size, vocab_chunk=vocab_chunk_size)

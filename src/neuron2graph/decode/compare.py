@@ -78,7 +78,10 @@ def compare_models(
 
     check_compatible(a, b)
     layers = list(range(a.n_layers)) if layers is None else list(layers)
-    result = Comparison(model_a=a.spec, model_b=b.spec, kind=kind, top=top)
+    names = [a.spec, b.spec]
+    if a.spec == b.spec:  # the same model in two dtypes: say which is which
+        names = [f"{m.spec} [{str(m.dtype).removeprefix('torch.')}]" for m in (a, b)]
+    result = Comparison(model_a=names[0], model_b=names[1], kind=kind, top=top)
     norms = FinalNorm(a), FinalNorm(b)
     for layer in tqdm(layers, desc="compare", unit="layer", disable=not progress, leave=False):
         da, db = (
@@ -114,7 +117,7 @@ def plot_comparison(cmp: Comparison, path: str | Path) -> Path:
     ax.set_ylabel("% of neurons")
     ax.set_ylim(0, 100)
     ax.set_title(f"{cmp.kind} tokens: {cmp.model_a} vs {cmp.model_b}", fontsize=9)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
