@@ -72,7 +72,7 @@ def test_search_matches_brute_force(
     kw: dict[str, list[str]] = {"activating": [], "important": [], "any": []}
     for role, tok in terms:
         kw[role].append(tok)
-    res = search_neurons(conn, **kw, limit=20)
+    res = search_neurons(conn, kw["activating"], kw["important"], kw["any"], limit=20)
     want = _brute_scores(vecs, terms)
     assert res, "every benchmark query has hits"
     assert len(res) == min(20, len(want))
