@@ -47,6 +47,7 @@ def main() -> None:
     ap.add_argument("--top", type=int, default=10)
     ap.add_argument("--chunk-size", type=int, default=1024)
     ap.add_argument("--vocab-chunk-size", type=int, default=16384)
+    ap.add_argument("--kinds", default="promote,suppress,read,read_gate")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", default=None, help="also time writing a run here")
     ap.add_argument("--json", action="store_true")
@@ -56,13 +57,17 @@ def main() -> None:
     layers = list(range(lm.n_layers)) if args.layers is None else parse_layers(args.layers)
     unembed = unembedding(lm)
     norm = FinalNorm(lm)
-    sides = ["write", "read"] + (["read_gate"] if is_gated(lm) else [])
+    kinds = args.kinds.split(",")
+    sides = (["write"] if {"promote", "suppress"} & set(kinds) else []) + [
+        s for s in ("read", "read_gate") if s in kinds and (s == "read" or is_gated(lm))
+    ]
     nc, vc = args.chunk_size, args.vocab_chunk_size
     sync = torch.cuda.synchronize if lm.device.type == "cuda" else (lambda: None)
     conn = open_run_db(args.out, lm) if args.out else None
 
     # Warm-up (first-call allocations, BLAS thread start-up) on one layer, not timed.
-    decode_layer(lm, layers[0], top=args.top, neuron_chunk=nc, vocab_chunk=vc, norm=norm)
+    decode_layer(lm, layers[0], top=args.top, neuron_chunk=nc, vocab_chunk=vc, norm=norm,
+                 kinds=kinds)
     t_bare = t_full = t_store = 0.0
     for layer in layers:
         dirs = [neuron_directions(lm, layer, s, norm) for s in sides]
@@ -71,7 +76,8 @@ def main() -> None:
         bare_matmuls(dirs, unembed, nc, vc)
         sync()
         t1 = time.perf_counter()
-        dec = decode_layer(lm, layer, top=args.top, neuron_chunk=nc, vocab_chunk=vc, norm=norm)
+        dec = decode_layer(lm, layer, top=args.top, neuron_chunk=nc, vocab_chunk=vc, norm=norm,
+                           kinds=kinds)
         sync()
         t2 = time.perf_counter()
         t_bare += t1 - t0
@@ -87,6 +93,7 @@ def main() -> None:
         "neurons": n_neurons,
         "layers": len(layers),
         "vocab": int(unembed.shape[0]),
+        "kinds": kinds,
         "sides": sides,
         "top": args.top,
         "chunk": [nc, vc],

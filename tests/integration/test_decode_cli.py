@@ -65,6 +65,11 @@ def test_decode_neurons_and_out(models: dict[str, Path], tmp_path: Path) -> None
                  "--chunk-size", "3", "--vocab-chunk-size", "7", "--json"])
     assert [(r["layer"], r["neuron"]) for r in doc["results"]] == [(0, 5), (1, 2)]
     assert set(doc["results"][0]) == {"layer", "neuron", "promote", "suppress", "read"}
+    only = _json(["decode", "-m", str(models["gpt2"]), "--neurons", "1:2", "--kinds", "promote",
+                  "--json"])
+    assert set(only["results"][0]) == {"layer", "neuron", "promote"}
+    bad = runner.invoke(app, ["decode", "-m", str(models["gpt2"]), "--kinds", "promote,nope"])
+    assert bad.exit_code == 2 and "bad --kinds" in bad.stderr
     run = tmp_path / "run"
     doc = _json(["decode", "-m", str(models["gpt2"]), "--out", str(run), "--json"])
     assert doc["neurons"] == 128

@@ -60,6 +60,9 @@ def decode_cmd(
         str | None, typer.Option(help="Only these neurons, e.g. 3:41,3:100 (default: all).")
     ] = None,
     top: Annotated[int, typer.Option(min=1, help="Tokens kept per neuron and kind.")] = 10,
+    kinds: Annotated[
+        str, typer.Option(help="Comma list of promote, suppress, read, read_gate.")
+    ] = "promote,suppress,read,read_gate",
     out: Annotated[
         Path | None, typer.Option(help="Run folder: write RUN/decode/*.safetensors + table.")
     ] = None,
@@ -71,9 +74,12 @@ def decode_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Decode neurons through the LM head: tokens they promote, suppress and read."""
-    from neuron2graph.decode import decode_model, open_run_db, save_layer
+    from neuron2graph.decode import KINDS, decode_model, open_run_db, save_layer
     from neuron2graph.ids import NeuronId
 
+    kind_list = [k.strip() for k in kinds.split(",") if k.strip()]
+    if not kind_list or any(k not in KINDS for k in kind_list):
+        raise N2GError(f"bad --kinds {kinds!r}: use a comma list of {', '.join(KINDS)}")
     lm = _load(model, device, dtype)
     wanted: dict[int, list[int]] | None = None
     if neurons is not None:
@@ -95,9 +101,9 @@ def decode_cmd(
     norm = FinalNorm(lm)
     layer_iter = (
         decode_model(lm, layer_list, top=top, neuron_chunk=chunk_size,
-                     vocab_chunk=vocab_chunk_size)
+                     vocab_chunk=vocab_chunk_size, kinds=kind_list)
         if wanted is None
-        else (decode_layer(lm, la, top=top, neurons=wanted[la], norm=norm,
+        else (decode_layer(lm, la, top=top, neurons=wanted[la], norm=norm, kinds=kind_list,
                            neuron_chunk=chunk_size, vocab_chunk=vocab_chunk_size)
               for la in tqdm(layer_list, desc="decode", unit="layer", leave=False))
     )
@@ -129,11 +135,13 @@ def decode_cmd(
     from rich.table import Table
 
     table = Table(title=f"{lm.spec}: decoded tokens (logit per unit activation)")
-    for col in ("neuron", "promotes", "suppresses", "reads"):
-        table.add_column(col)
+    shown = [k for k in ("promote", "suppress", "read") if k in kind_list] or kind_list[:1]
+    table.add_column("neuron")
+    headers = {"promote": "promotes", "suppress": "suppresses", "read": "reads"}
+    for k in shown:
+        table.add_column(headers.get(k, k))
     for r in results[:show]:
-        table.add_row(f"{r['layer']}:{r['neuron']}", _fmt(r["promote"]), _fmt(r["suppress"]),
-                      _fmt(r["read"]))
+        table.add_row(f"{r['layer']}:{r['neuron']}", *(_fmt(r.get(k, [])) for k in shown))
     _console().print(table)
     if len(results) > show:
         typer.echo(f"... {len(results) - show} more neurons: use --neurons, --json or --out")
