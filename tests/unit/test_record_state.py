@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from neuron2graph.record.histogram import N_BINS, bin_edges, bin_index, firing_rate
+from neuron2graph.record.histogram import (
+    FIRST_POSITIVE,
+    N_BINS,
+    bin_edges,
+    bin_index,
+    firing_rate,
+)
 from neuron2graph.record.state import Batch, LayerState, SampleState, window_keys
 
 N, K, T, S = 7, 4, 6, 5
@@ -66,19 +72,20 @@ def test_top_k_and_stats_match_brute_force(batch_size: int) -> None:
     lengths = np.full(w, T)
     st, _ = run_state(acts, lengths, batch_size)
     ref = brute_force(acts, lengths)
-    np.testing.assert_array_equal(st.top_window.numpy(), ref["top"])
+    np.testing.assert_array_equal(st.sorted_top()["top_window"].numpy(), ref["top"])
     expect_max = np.take_along_axis(ref["win_max"].T, ref["top"], 1)
-    np.testing.assert_array_equal(st.top_max.numpy(), expect_max)
+    np.testing.assert_array_equal(st.sorted_top()["top_max"].numpy(), expect_max)
+    top = st.sorted_top()
     for n in range(N):
         for j in range(K):
             win = ref["top"][n, j]
-            np.testing.assert_array_equal(st.top_acts[n, j].numpy(), acts[win, :, n])
-            np.testing.assert_array_equal(st.top_tokens[n, j].numpy(),
+            np.testing.assert_array_equal(top["top_acts"][n, j].numpy(), acts[win, :, n])
+            np.testing.assert_array_equal(top["top_tokens"][n, j].numpy(),
                                           np.arange(win * T, win * T + T) % 97)
     np.testing.assert_array_equal(st.max.numpy(), ref["max"])
     np.testing.assert_array_equal(st.min.numpy(), ref["min"])
     np.testing.assert_allclose(st.sum.numpy(), ref["sum"], rtol=1e-5, atol=1e-3)
-    np.testing.assert_array_equal(st.n_pos.numpy(), ref["n_pos"])
+    np.testing.assert_array_equal(st.n_pos().numpy(), ref["n_pos"])
     np.testing.assert_array_equal(st.hist.view(N, N_BINS).numpy(), ref["hist"])
     assert int(st.hist.view(N, N_BINS)[0].sum()) == int(ref["n_tokens"])
 
@@ -89,8 +96,8 @@ def test_ties_go_to_the_earlier_window() -> None:
     acts[:, 2, :] = 1.0  # every window has the same max
     acts[7, 3, 0] = 2.0  # except one, for neuron 0
     st, _ = run_state(acts, np.full(w, T), batch_size=3)
-    assert st.top_window[0].tolist() == [7, 0, 1, 2]
-    assert st.top_window[1].tolist() == [0, 1, 2, 3]
+    assert st.sorted_top()["top_window"][0].tolist() == [7, 0, 1, 2]
+    assert st.sorted_top()["top_window"][1].tolist() == [0, 1, 2, 3]
 
 
 def test_padding_and_no_bos() -> None:
@@ -101,10 +108,10 @@ def test_padding_and_no_bos() -> None:
     acts[np.arange(T)[None, :] >= lengths[:, None]] = 1e6  # padding must never count
     st, _ = run_state(acts, lengths, batch_size=4, bos=False)
     ref = brute_force(acts, lengths, bos=False)
-    np.testing.assert_array_equal(st.top_window.numpy(), ref["top"])
+    np.testing.assert_array_equal(st.sorted_top()["top_window"].numpy(), ref["top"])
     np.testing.assert_array_equal(st.max.numpy(), ref["max"])
     np.testing.assert_array_equal(st.hist.view(N, N_BINS).numpy(), ref["hist"])
-    assert st.top_len[0].tolist() == [int(lengths[i]) for i in ref["top"][0]]
+    assert st.sorted_top()["top_len"][0].tolist() == [int(lengths[i]) for i in ref["top"][0]]
 
 
 def test_bos_position_is_excluded() -> None:
@@ -113,7 +120,7 @@ def test_bos_position_is_excluded() -> None:
     acts[2, 4, :] = 1.0
     st, _ = run_state(acts, np.full(4, T), batch_size=2)
     assert st.max.tolist() == [1.0] * N
-    assert st.top_window[:, 0].tolist() == [2] * N
+    assert st.sorted_top()["top_window"][:, 0].tolist() == [2] * N
 
 
 def test_nan_makes_the_sum_non_finite() -> None:
@@ -165,14 +172,13 @@ def test_histogram_bins_agree_with_edges() -> None:
         edges[1:-1],
     ]).astype(np.float32)
     got = bin_index(x)
-    pos = x >= 0
-    # positive values: bins are [lo, hi); negative values: mirror image, (lo, hi]
+    pos = x > 0
+    # positive values: bins are [lo, hi); zero and negative values: mirror image, (lo, hi]
     want_pos = np.searchsorted(edges, x, side="right") - 1
     want_neg = np.searchsorted(edges, x, side="left") - 1
     want = np.where(pos, want_pos, want_neg)
-    tiny = np.abs(x) < 2.0**-20
-    want = np.where(tiny, (N_BINS - 1) // 2, want)
     np.testing.assert_array_equal(got, want)
+    assert set(got[x == 0].tolist()) == {FIRST_POSITIVE - 1}
 
 
 def test_firing_rate_within_its_error_bound() -> None:

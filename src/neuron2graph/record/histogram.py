@@ -1,10 +1,12 @@
 """Fixed activation-histogram bins that work for any scale, computed from float bits.
 
 Bins are symmetric and logarithmic: each octave of |x| (a power of two) is split into
-`SUB_BINS` = 8 equal-width sub-bins, over |x| in [2^-20, 2^12); values with |x| < 2^-20
-(including 0) share one centre bin, and two overflow bins catch |x| >= 2^12. That is 515 bins
-and a relative bin width of 6-12 %, the same for a neuron whose activations are around 0.01
-and one around 100.
+`SUB_BINS` = 8 equal-width sub-bins, over |x| in [2^-20, 2^12); values with |x| < 2^-20 fall
+in two centre bins, (-2^-20, 0] and (0, 2^-20), and two overflow bins catch |x| >= 2^12. That is
+516 bins and a relative bin width of 6-12 %, the same for a neuron whose activations are around
+0.01 and one around 100. Because 0 is an edge, the count of positive activations (the density)
+is read off the histogram: no separate pass over the data. (Positive subnormals below 2^-129 share
+the float code of +0.0 and count as 0.)
 
 Why from the bits: the sign, the 8 exponent bits and the top 3 mantissa bits of a float32 (bits
 31..20) *are* exactly that bin, so the bin of every activation is one integer shift and one
@@ -25,8 +27,10 @@ E_HI = 12
 N_MAG = (E_HI - E_LO) * SUB_BINS
 """Magnitude bins per sign (256)."""
 CENTRE = N_MAG + 1
-N_BINS = 2 * N_MAG + 3
-"""Negative overflow, N_MAG negative bins, the centre bin, N_MAG positive bins, overflow (515)."""
+"""The bin (-2^E_LO, 0]; CENTRE + 1 is (0, 2^E_LO), the first bin of positive values."""
+N_BINS = 2 * N_MAG + 4
+"""Negative overflow, N_MAG negative bins, two centre bins, N_MAG positive bins, overflow (516)."""
+FIRST_POSITIVE = CENTRE + 1
 SHIFT = 20
 """float32 bits 31..20: sign, 8 exponent bits, 3 mantissa bits (2^3 = SUB_BINS)."""
 
@@ -42,11 +46,11 @@ def magnitude_edges() -> np.ndarray:
 def bin_edges() -> np.ndarray:
     """All N_BINS + 1 edges, ascending, with -inf and +inf at the ends.
 
-    Positive bins hold x in [lo, hi); negative bins hold x in (lo, hi] (they are mirror images:
-    |x| in [|hi|, |lo|)); the centre bin holds |x| < 2^E_LO.
+    Positive bins hold x in [lo, hi) (the first one: (0, 2^E_LO)); negative bins hold x in
+    (lo, hi] (mirror images: |x| in [|hi|, |lo|)), the last one being (-2^E_LO, 0].
     """
     mag = magnitude_edges()
-    return np.concatenate([[-np.inf], -mag[::-1], mag, [np.inf]])
+    return np.concatenate([[-np.inf], -mag[::-1], [0.0], mag, [np.inf]])
 
 
 def code_table() -> np.ndarray:
@@ -57,7 +61,9 @@ def code_table() -> np.ndarray:
     lo_code = (E_LO + 127) * SUB_BINS
     mag = np.clip(magnitude_code - lo_code, -1, N_MAG)  # -1: below 2^E_LO; N_MAG: overflow
     negative = signed < 0
-    table = np.where(mag < 0, CENTRE, np.where(negative, CENTRE - 1 - mag, CENTRE + 1 + mag))
+    zero = codes == 0  # +0.0 (and positive subnormals below 2^-129)
+    centre = np.where(negative | zero, CENTRE, CENTRE + 1)
+    table = np.where(mag < 0, centre, np.where(negative, CENTRE - 1 - mag, CENTRE + 2 + mag))
     return table.astype(np.int64)
 
 

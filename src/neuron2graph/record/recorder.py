@@ -133,6 +133,50 @@ def _check_finite(acts: torch.Tensor, batch: Batch, layer: int) -> None:
     )
 
 
+def forward_batch(
+    lm: LoadedModel, chunk: Sequence[Any], layers: Sequence[int], width: int, pad_id: int,
+    bos_id: int | None,
+) -> tuple[Batch, dict[int, torch.Tensor]]:
+    """The bare part of a step: pack windows (right padding) and run the truncated forward."""
+    batch = _make_batch(chunk, width, pad_id, bos_id)
+    mask = None if bool((batch.length == width).all()) else (
+        torch.arange(width)[None, :] < batch.length[:, None]).long()
+    return batch, layer_activations(lm, batch.tokens.long(), layers, attention_mask=mask)
+
+
+def fold_batch(
+    states: dict[int, LayerState], sample: SampleState, batch: Batch,
+    acts: dict[int, torch.Tensor],
+) -> None:
+    """The recording part of a step: fold one batch's activations into the running state.
+
+    On CPU these are memory-bound reductions and scatters; they run on half of torch's threads
+    (one on a 2-core machine), which on a busy machine avoids the thread-pool stalls that make
+    small parallel ops several times slower, and costs little on an idle one.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, threads // 2))
+    try:
+        _fold(states, sample, batch, acts)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fold(
+    states: dict[int, LayerState], sample: SampleState, batch: Batch,
+    acts: dict[int, torch.Tensor],
+) -> None:
+    moves = sample.offer(batch)
+    for layer, st in states.items():
+        a = acts[layer]
+        win_max = st.window_max(a, batch)
+        total = st.update_stats(a, batch, win_max)
+        if not bool(torch.isfinite(total).all()):
+            _check_finite(a, batch, layer)
+        st.update_top(a, batch, win_max)
+        st.update_sample(a, win_max, moves)
+
+
 def record(
     lm: LoadedModel,
     windows: Iterable[Any],
@@ -212,21 +256,8 @@ def record(
     base_elapsed = float(done["elapsed_s"])
     try:
         for chunk in _batches(stream, config.batch_size, remaining, width):
-            batch = _make_batch(chunk, width, pad_id, bos_id)
-            ids = batch.tokens.long()
-            mask = None if bool((batch.length == width).all()) else (
-                torch.arange(width)[None, :] < batch.length[:, None]).long()
-            acts = layer_activations(lm, ids, layers, attention_mask=mask)
-            moves = sample.offer(batch)
-            for layer in layers:
-                a = acts[layer]
-                st = states[layer]
-                win_max = st.window_max(a, batch)
-                total = st.update_stats(a, batch, win_max)
-                if not bool(torch.isfinite(total).all()):
-                    _check_finite(a, batch, layer)
-                st.update_top(a, batch, win_max)
-                st.update_sample(a, win_max, moves)
+            batch, acts = forward_batch(lm, chunk, layers, width, pad_id, bos_id)
+            fold_batch(states, sample, batch, acts)
             n_tok = int(batch.length.sum())
             done["windows"] += len(chunk)
             done["batches"] += 1

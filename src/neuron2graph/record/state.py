@@ -21,7 +21,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from neuron2graph.record.histogram import N_BINS, SHIFT, code_table
+from neuron2graph.record.histogram import FIRST_POSITIVE, N_BINS, SHIFT, code_table
 
 _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
@@ -54,7 +54,7 @@ class LayerState:
     """Top-K, statistics and histogram for every neuron of one layer."""
 
     NAMES = ("top_max", "top_window", "top_len", "top_tokens", "top_acts", "max", "min", "sum",
-             "n_pos", "hist", "sample_acts", "sample_max")
+             "hist", "sample_acts", "sample_max")
 
     def __init__(self, n_neurons: int, top_k: int, width: int, sample: int) -> None:
         n, k, t, s = n_neurons, top_k, width, sample
@@ -67,12 +67,11 @@ class LayerState:
         self.max = torch.full((n,), -torch.inf)
         self.min = torch.full((n,), torch.inf)
         self.sum = torch.zeros((n,), dtype=torch.float64)
-        self.n_pos = torch.zeros((n,), dtype=torch.int64)
         self.hist = torch.zeros((n * N_BINS,), dtype=torch.int64)
         self.sample_acts = torch.zeros((s, t, n), dtype=torch.float16)
         self.sample_max = torch.full((s, n), -torch.inf)
-        self._lut = torch.from_numpy(code_table())
-        self._offset = torch.arange(n, dtype=torch.int64) * N_BINS
+        self._lut = code_table().astype(np.int32)
+        self._offset = np.arange(n, dtype=np.int32) * N_BINS
 
     # ------------------------------------------------------------ persistence
     def tensors(self, prefix: str) -> dict[str, Tensor]:
@@ -97,51 +96,82 @@ class LayerState:
     def update_stats(
         self, acts: Float[Tensor, "batch pos n"], batch: Batch, win_max: Float[Tensor, "batch n"]
     ) -> Float[Tensor, " n"]:
-        """Fold the batch into max/min/sum/n_pos/hist; return the per-neuron sum.
+        """Fold the batch into max/min/sum/hist; return the per-neuron sum.
 
-        The sum doubles as the NaN/inf check: it is finite exactly when every value is.
+        The sum doubles as the NaN/inf check: it is finite exactly when every value is. The
+        count of positive values is not kept separately: the histogram has an edge at 0.
         """
         if batch.bos_only_excluded:
-            vals = acts[:, 1:, :]
-            dims: tuple[int, ...] = (0, 1)
+            vals = acts[:, 1:, :]  # a strided view: no copy
         elif bool(batch.valid.all()):
-            vals, dims = acts, (0, 1)
+            vals = acts
         else:
-            vals, dims = acts[batch.valid], (0,)
-        total = vals.sum(dims)
+            vals = acts[batch.valid][None]  # [1, tokens, n]
+        # Reduce over positions first, then over windows: much faster than one reduction over
+        # both dims of a strided view.
+        total = vals.sum(1).sum(0)
         self.sum += total
         torch.maximum(self.max, win_max.amax(0), out=self.max)
-        torch.minimum(self.min, vals.amin(dims), out=self.min)
-        self.n_pos += (vals > 0).sum(dims)
-        codes = vals.view(torch.int32) >> SHIFT  # works on strided views: no copy
+        torch.minimum(self.min, vals.amin(1).amin(0), out=self.min)
+        codes = (vals.view(torch.int32) >> SHIFT).numpy()  # the bin code of every value
+        # numpy fancy indexing wraps the negative codes of negative values, single-threaded
+        # (torch's int32 indexing converts and bounds-checks first: several times slower).
         index = self._lut[codes]
         index += self._offset
-        self.hist += torch.bincount(index.view(-1), minlength=self.hist.numel())
+        self.hist += torch.bincount(torch.from_numpy(index).view(-1), minlength=self.hist.numel())
         return total
+
+    def n_pos(self) -> Int[Tensor, " n"]:
+        return self.hist.view(self.n, N_BINS)[:, FIRST_POSITIVE:].sum(1)
 
     def update_top(
         self, acts: Float[Tensor, "batch pos n"], batch: Batch, win_max: Float[Tensor, "batch n"]
     ) -> None:
-        """Merge the batch's windows into each neuron's top-K (only where the K-th is beaten)."""
-        beaten = (win_max > self.top_max[:, -1]).any(0)
+        """Put the batch's windows that beat a neuron's current K-th into that neuron's slots.
+
+        Slots are unordered (sorted once, by `sorted_top`, at the end), so an update copies only
+        the per-token activations of the windows that enter, never the K kept ones. Which windows
+        enter is decided by a stable sort over [kept slots in (value desc, window asc) order, then
+        the batch in stream order], so ties go to the earlier window, as in a global sort.
+        """
+        kth = self.top_max.amin(1)
+        beaten = (win_max > kth).any(0)
         sel = beaten.nonzero().squeeze(1)
         if sel.numel() == 0:
             return
         n_sel, b, k = sel.numel(), win_max.shape[0], self.k
-        cand_max = torch.cat([self.top_max[sel], win_max[:, sel].T], 1)
-        order = torch.sort(cand_max, dim=1, descending=True, stable=True).indices[:, :k]
-        cand_window = torch.cat([self.top_window[sel], batch.window[None].expand(n_sel, b)], 1)
-        cand_len = torch.cat([self.top_len[sel], batch.length[None].expand(n_sel, b)], 1)
-        new_tokens = batch.tokens[None].expand(n_sel, b, self.t)
-        new_acts = acts.index_select(2, sel).permute(2, 0, 1)
-        cand_tokens = torch.cat([self.top_tokens[sel], new_tokens], 1)
-        cand_acts = torch.cat([self.top_acts[sel], new_acts], 1)
-        deep = order[:, :, None].expand(n_sel, k, self.t)
-        self.top_max[sel] = cand_max.gather(1, order)
-        self.top_window[sel] = cand_window.gather(1, order)
-        self.top_len[sel] = cand_len.gather(1, order)
-        self.top_tokens[sel] = cand_tokens.gather(1, deep)
-        self.top_acts[sel] = cand_acts.gather(1, deep)
+        old_max, old_win = self.top_max[sel], self.top_window[sel]
+        # Order kept slots by (value desc, window asc) so that the stable sort below breaks ties
+        # between kept windows by window index; batch windows come after (they are later).
+        slot_order = _value_then_window_order(old_max, old_win)
+        cand_max = torch.cat([old_max.gather(1, slot_order), win_max[:, sel].T], 1)
+        keep = torch.sort(cand_max, dim=1, descending=True, stable=True).indices[:, :k]
+        kept = torch.zeros((n_sel, k + b), dtype=torch.bool)
+        kept.scatter_(1, keep, True)
+        evicted_sorted = ~kept[:, :k]  # in slot_order positions
+        entering = kept[:, k:]  # [n_sel, b]
+        # Pair evicted slots with entering windows row by row (equal counts per row).
+        er, ec = evicted_sorted.nonzero(as_tuple=True)
+        nr, nb = entering.nonzero(as_tuple=True)
+        slots = slot_order[er, ec]
+        neurons = sel[nr]
+        self.top_max[neurons, slots] = win_max[nb, neurons]
+        self.top_window[neurons, slots] = batch.window[nb]
+        self.top_len[neurons, slots] = batch.length[nb]
+        self.top_tokens[neurons, slots] = batch.tokens[nb]
+        self.top_acts[neurons, slots] = acts[nb, :, neurons]
+
+    def sorted_top(self) -> dict[str, Tensor]:
+        """The top-K slots of every neuron in (value desc, window asc) order; empty slots last."""
+        order = _value_then_window_order(self.top_max, self.top_window)
+        deep = order[:, :, None].expand(-1, -1, self.t)
+        return {
+            "top_max": self.top_max.gather(1, order),
+            "top_window": self.top_window.gather(1, order),
+            "top_len": self.top_len.gather(1, order),
+            "top_tokens": self.top_tokens.gather(1, deep),
+            "top_acts": self.top_acts.gather(1, deep),
+        }
 
     def update_sample(
         self,
@@ -149,10 +179,22 @@ class LayerState:
         win_max: Float[Tensor, "batch n"],
         moves: list[tuple[int, int]],
     ) -> None:
-        """Copy batch rows into sample slots, as decided by `SampleState.offer`."""
-        for slot, row in moves:
-            self.sample_acts[slot] = acts[row].clamp(-65504.0, 65504.0).to(torch.float16)
-            self.sample_max[slot] = win_max[row]
+        """Copy batch rows into sample slots, as decided by `SampleState.offer` (one copy)."""
+        if not moves:
+            return
+        slots = torch.tensor([m[0] for m in moves], dtype=torch.int64)
+        rows = torch.tensor([m[1] for m in moves], dtype=torch.int64)
+        picked = acts.index_select(0, rows).clamp_(-65504.0, 65504.0)
+        self.sample_acts[slots] = picked.to(torch.float16)
+        self.sample_max[slots] = win_max.index_select(0, rows)
+
+
+def _value_then_window_order(values: Tensor, windows: Tensor) -> Tensor:
+    """Per row, the column order by value descending, then window ascending (-1 = empty: last)."""
+    big = torch.iinfo(torch.int64).max
+    by_window = torch.argsort(torch.where(windows < 0, big, windows), dim=1, stable=True)
+    by_value = torch.sort(values.gather(1, by_window), dim=1, descending=True, stable=True).indices
+    return by_window.gather(1, by_value)
 
 
 class SampleState:

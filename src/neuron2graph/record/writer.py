@@ -83,6 +83,7 @@ def finalize(
     try:
         for layer, st in layers.items():
             hist = st.hist.view(st.n, N_BINS).numpy()
+            n_pos = st.n_pos().numpy()
             max_act = st.max.numpy()
             rate, err = firing_rate(hist, max_act, n_tokens)
             denom = max(n_tokens, 1)
@@ -90,19 +91,15 @@ def finalize(
                 "max": max_act.astype(np.float32),
                 "min": st.min.numpy().astype(np.float32),
                 "mean": (st.sum.numpy() / denom).astype(np.float32),
-                "density": (st.n_pos.numpy() / denom).astype(np.float32),
+                "density": (n_pos / denom).astype(np.float32),
                 "firing_rate": rate,
                 "firing_rate_err": err,
-                "n_pos": st.n_pos.numpy(),
+                "n_pos": n_pos,
                 "hist": hist,
             }
             arrays = {
                 **stats,
-                "top_max": st.top_max.numpy(),
-                "top_window": st.top_window.numpy(),
-                "top_len": st.top_len.numpy(),
-                "top_tokens": st.top_tokens.numpy(),
-                "top_acts": st.top_acts.numpy(),
+                **{name: value.numpy() for name, value in st.sorted_top().items()},
                 "sample_acts": st.sample_acts[order].permute(2, 0, 1).numpy(),
                 "sample_max": st.sample_max[order].T.numpy(),
             }

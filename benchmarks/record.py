@@ -1,0 +1,150 @@
+"""Recording throughput vs a bare forward pass, and peak memory at two corpus sizes.
+
+    .venv/bin/python benchmarks/record.py [--model smollm2-135m] [--layers 0-3] [--batch-size 32]
+        [--batches 24] [--sizes 20000,60000]
+
+1. Throughput: the same batches of the default corpus go through (a) the bare truncated forward
+   (`forward_batch`: pack the windows, run the model up to the deepest recorded layer) and (b) a
+   full recording step (`forward_batch` + `fold_batch`: top-K, statistics, histogram, sample),
+   alternating a/b batch by batch (the order flips every batch) in one process, so that the
+   noise of a shared machine hits both alike. Printed: tokens/s of each and the ratio b/a
+   (target >= 0.85).
+2. Memory: `record()` over each corpus size in a fresh subprocess; printed: its peak RSS (the
+   model included) and its end-to-end tokens/s. Equal peaks at both sizes = memory does not grow
+   with the corpus.
+
+Every figure printed is measured in this run; nothing is hard-coded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from itertools import islice
+from pathlib import Path
+
+
+def throughput(model: str, layers: list[int], batch_size: int, n_batches: int) -> dict[str, float]:
+    import torch
+
+    from neuron2graph.corpus import iter_documents, iter_windows
+    from neuron2graph.models import load_model
+    from neuron2graph.record.recorder import fold_batch, forward_batch
+    from neuron2graph.record.state import LayerState, SampleState
+
+    lm = load_model(model, device="cpu")
+    windows = iter_windows(iter_documents("default"), lm.tokenizer, length=64)
+    chunks = [list(islice(windows, batch_size)) for _ in range(n_batches + 2)]
+    pad = int(lm.tokenizer.pad_token_id or 0)
+    bos = lm.tokenizer.bos_token_id
+    states = {layer: LayerState(lm.n_neurons, 20, 64, 256) for layer in layers}
+    sample = SampleState(256, 64, 0)
+    bare = rec = 0.0
+    tokens = 0
+    for i, chunk in enumerate(chunks):
+        timed = i >= 2  # two warm-up batches
+        for mode in (("bare", "rec") if i % 2 == 0 else ("rec", "bare")):
+            t0 = time.perf_counter()
+            batch, acts = forward_batch(lm, chunk, layers, 64, pad, bos)
+            if mode == "rec":
+                fold_batch(states, sample, batch, acts)
+            dt = time.perf_counter() - t0
+            if timed:
+                if mode == "bare":
+                    bare += dt
+                else:
+                    rec += dt
+        if timed:
+            tokens += sum(len(w.token_ids) for w in chunk)
+    return {"threads": torch.get_num_threads(), "tokens": tokens,
+            "bare_tok_s": tokens / bare, "record_tok_s": tokens / rec, "ratio": bare / rec}
+
+
+def peak_memory_child(model: str, layers: list[int], batch_size: int, max_tokens: int) -> None:
+    """Run in a subprocess: record `max_tokens` tokens, print JSON with peak RSS and speed."""
+    from neuron2graph.corpus import describe_corpus, iter_documents, iter_windows
+    from neuron2graph.models import load_model
+    from neuron2graph.record import RecordConfig, record
+
+    lm = load_model(model, device="cpu")
+    rss_model = _status_kb("VmRSS")
+    reset = _reset_peak()  # loading the model peaks higher than it settles: measure from here
+    windows = iter_windows(iter_documents("default"), lm.tokenizer, length=64)
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        run = record(lm, windows, layers, Path(tmp) / "run",
+                     RecordConfig(batch_size=batch_size, max_tokens=max_tokens),
+                     progress=False, corpus=describe_corpus("default"))
+        dt = time.perf_counter() - t0
+        tokens = int(run.manifest["tokens"])
+    rss = _status_kb("VmHWM") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"tokens": tokens, "seconds": dt, "tok_s": tokens / dt,
+                      "peak_rss_mb": rss / 1024, "rss_after_model_load_mb": rss_model / 1024,
+                      "peak_reset": reset}))
+
+
+def _status_kb(field: str) -> int:
+    """A memory figure (kB) from /proc/self/status; 0 where there is no /proc."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _reset_peak() -> bool:
+    """Reset the kernel's peak-RSS mark (VmHWM) to the current RSS (Linux >= 4.0)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--layers", default="0-3")
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--batches", type=int, default=24, help="timed batches per mode")
+    ap.add_argument("--sizes", default="20000,60000", help="two corpus sizes (tokens)")
+    ap.add_argument("--child", type=int, default=0, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+
+    from neuron2graph.ids import parse_layers
+
+    layers = parse_layers(args.layers)
+    if args.child:
+        peak_memory_child(args.model, layers, args.batch_size, args.child)
+        return
+    import torch
+
+    print(f"machine: {platform.machine()}, {torch.get_num_threads()} torch threads, "
+          f"torch {torch.__version__}, python {platform.python_version()}")
+    print(f"model {args.model}, layers {layers}, batch {args.batch_size} x 64 tokens")
+    t = throughput(args.model, layers, args.batch_size, args.batches)
+    print(f"bare forward : {t['bare_tok_s']:8.0f} tokens/s")
+    print(f"recording    : {t['record_tok_s']:8.0f} tokens/s")
+    print(f"ratio        : {t['ratio']:.3f}  (recording / bare, {t['tokens']} tokens per mode, "
+          "interleaved; target >= 0.85)")
+    for size in (int(s) for s in args.sizes.split(",")):
+        cmd = [sys.executable, __file__, "--model", args.model, "--layers", args.layers,
+               "--batch-size", str(args.batch_size), "--child", str(size)]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        m = json.loads(out.strip().splitlines()[-1])
+        what = "peak RSS while recording" if m["peak_reset"] else "peak RSS incl. model load"
+        print(f"record() over {m['tokens']:>7} tokens: {what} {m['peak_rss_mb']:7.0f} MB "
+              f"(RSS after model load {m['rss_after_model_load_mb']:.0f} MB), "
+              f"{m['tok_s']:.0f} tokens/s end to end, {m['seconds']:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
