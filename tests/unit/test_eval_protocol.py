@@ -175,6 +175,7 @@ def test_protocol_end_to_end_and_resume(tmp_path: Path) -> None:
     def clean(r: dict[str, Any]) -> str:
         r = json.loads(json.dumps(r))
         r.pop("seconds", None)
+        r.pop("cpu_s", None)
         for m in r["methods"].values():
             for k in strip:
                 m.pop(k, None)

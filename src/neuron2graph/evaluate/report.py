@@ -73,6 +73,7 @@ def build_results(
         if vals:
             build_s[method] = round(sum(vals) / len(vals), 3)
     seconds = [r["seconds"] for r in rows if "seconds" in r]
+    cpu = [r["cpu_s"] for r in rows if "cpu_s" in r]
     manifest = run.manifest
     return {
         "format": RESULTS_FORMAT,
@@ -96,6 +97,7 @@ def build_results(
             "neurons_computed": outcome.computed,
             "neurons_reused": outcome.reused,
             "mean_neuron_s": round(sum(seconds) / len(seconds), 3) if seconds else None,
+            "mean_neuron_cpu_s": round(sum(cpu) / len(cpu), 3) if cpu else None,
             "mean_build_s": build_s,
         },
         "neurons": rows,
