@@ -59,7 +59,8 @@ def _connection(run_or_db: Any) -> tuple[sqlite3.Connection | None, bool]:
 def decoded_tokens(
     run_or_db: Any, layer: int, neuron: int, kinds: Sequence[str] | None = None
 ) -> dict[str, list[dict[str, Any]]]:
-    """One neuron's decoded tokens: `{kind: [{rank, token_id, token, logit}, ...]}`, best first.
+    """One neuron's decoded tokens: `{kind: [{rank, token_id, token, logit}, ...]}`, best first,
+    kinds in the order promote, suppress, read, read_gate.
 
     `run_or_db` is a `Run` (anything with `.db()`), an `sqlite3.Connection`, a run folder or an
     `index.sqlite` path. Returns `{}` when the run was never decoded (no table, or no rows for
@@ -82,6 +83,8 @@ def decoded_tokens(
     finally:
         if owned:
             conn.close()
+    order = {k: i for i, k in enumerate(("promote", "suppress", "read", "read_gate"))}
+    rows.sort(key=lambda r: (order.get(r[0], len(order)), r[0], r[1]))
     out: dict[str, list[dict[str, Any]]] = {}
     for kind, rank, token_id, token, logit in rows:
         if kinds is not None and kind not in kinds:
