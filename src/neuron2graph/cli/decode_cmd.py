@@ -274,7 +274,7 @@ def compare_models_cmd(
         return
     from rich.table import Table
 
-    table = Table(title=f"{kind} tokens: {a.spec} vs {b.spec}")
+    table = Table(title=f"{kind} tokens: {cmp.model_a} vs {cmp.model_b}")
     for col in ("layer", "top-1 agrees", f"top-{top} overlap"):
         table.add_column(col, justify="right")
     for x in cmp.layers:
