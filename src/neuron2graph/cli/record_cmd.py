@@ -195,7 +195,7 @@ def _print_examples(nid: str, stats: dict[str, Any], examples: list[Any],
     from rich.console import Console
     from rich.text import Text
 
-    console = Console(highlight=False)
+    console = Console(highlight=False, markup=False, emoji=False)  # "2:100:" is not an emoji
     a_max = float(stats["max_act"])
     console.print(
         f"neuron {nid}: max {a_max:.4g}, density {stats['density']:.3%}, firing rate "

@@ -253,6 +253,7 @@ def record(
     stream = _skip(windows, int(done["windows"]))
     bar = _bar(progress, config.max_tokens, int(done["tokens"]))
     start, last_ckpt, run_batches = time.perf_counter(), time.perf_counter(), 0
+    saved_at: float = -1
     base_elapsed = float(done["elapsed_s"])
     try:
         for chunk in _batches(stream, config.batch_size, remaining, width):
@@ -270,7 +271,7 @@ def record(
             if (done["batches"] % config.checkpoint_every == 0
                     or now - last_ckpt >= config.checkpoint_seconds):
                 snapshot()
-                last_ckpt = now
+                last_ckpt, saved_at = now, done["batches"]
             if stop_after and run_batches >= stop_after:
                 os.kill(os.getpid(), signal.SIGKILL)
     finally:
@@ -278,7 +279,8 @@ def record(
             bar.close()
     if done["windows"] == 0:
         raise N2GError("the corpus produced no token windows: use a corpus with more text")
-    snapshot()
+    if saved_at != done["batches"]:
+        snapshot()  # a kill during the final writes then resumes straight into them
     counted = _counted_tokens(states)
     finalize(out, states, sample, counted)
     elapsed = float(done["elapsed_s"])
