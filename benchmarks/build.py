@@ -104,6 +104,12 @@ def main() -> None:
         for r in results:
             r.stats.flags = [f[:40] for f in r.stats.flags]
         tl = sum(r.stats.token_layers for r in results)
+        stages: dict[str, float] = {}
+        for r in results:
+            for name, v in r.stats.stage_token_layers.items():
+                stages[name] = stages.get(name, 0.0) + v
+        print("token-layers by stage: " + ", ".join(
+            f"{name} {v / tl:.0%}" for name, v in stages.items()) if tl else "")
         off = sum(r.stats.official_token_layers for r in results)
         totals[layer] = {"s_per_neuron": wall / len(chosen), "fwd_share": fwd / wall,
                          "tl": tl / len(chosen), "official": off / len(chosen),

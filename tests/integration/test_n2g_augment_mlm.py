@@ -61,3 +61,26 @@ def test_multi_token_words_are_skipped_and_bad_models_are_one_line_errors() -> N
         MaskedLMAugmenter(model, studied)
     with pytest.raises(N2GError, match="cannot load fill-mask model"):
         MaskedLMAugmenter("/nonexistent/fill-mask-model", studied)
+
+
+def test_pipeline_with_a_fill_mask_model_folder(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from n2g_planted import LAYER, PAIR, A, B, planted_llama
+
+    from neuron2graph.models import neuron_activations
+    from neuron2graph.n2g.pipeline import N2GConfig, NeuronRequest, build_graphs
+
+    model, mlm_tok = _bert()
+    model.save_pretrained(tmp_path / "bert")  # type: ignore[attr-defined]
+    mlm_tok.save_pretrained(tmp_path / "bert")  # type: ignore[attr-defined]
+    lm = planted_llama()
+    ids = [lm.tokenizer.convert_tokens_to_ids(t) for t in (["the", A, "cat", B], [A, B, "sat"])]
+    a_max = max(float(a.max()) for a in neuron_activations(lm, ids, LAYER, [PAIR]))
+    res = build_graphs(lm, [NeuronRequest(LAYER, PAIR, ids, a_max)],
+                       N2GConfig(augmenter=str(tmp_path / "bert")))[0]
+    assert res.stats.augmented_prompts > 0 and res.stats.flags == []
+    assert set(res.graph.activating_tokens) == {B}
+    assert res.graph.context_tokens().keys() == {A}

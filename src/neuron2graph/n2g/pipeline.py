@@ -125,7 +125,15 @@ def _make_augmenter(lm: LoadedModel, runner: LayerRunner, config: N2GConfig) -> 
         return CausalAugmenter(runner.next_tokens, config.augment,
                                exclude=[int(s) for s in specials if s is not None],
                                rerank=runner.rerank)
-    return MaskedLMAugmenter(config.augmenter, lm.tokenizer, config.augment)
+    key = (config.augmenter, id(lm.tokenizer), config.augment)
+    if key not in _MLM_CACHE:  # load a fill-mask model once, not once per layer or chunk
+        _MLM_CACHE.clear()
+        _MLM_CACHE[key] = MaskedLMAugmenter(config.augmenter, lm.tokenizer, config.augment,
+                                            device=str(lm.device))
+    return _MLM_CACHE[key]
+
+
+_MLM_CACHE: dict[tuple[str, int, AugmentConfig], MaskedLMAugmenter] = {}
 
 
 def _measure(
