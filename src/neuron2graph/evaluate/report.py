@@ -241,7 +241,7 @@ def plot_f1_by_layer(results: dict[str, Any]) -> bytes:
     ax.set_ylabel("firing-token F1 (mean ± s.e.)")
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper right", fontsize=9)
+    ax.legend(loc="best", fontsize=9)
     model = results.get("model")
     name = model.get("spec", model) if isinstance(model, dict) else model
     ax.set_title(f"N2G vs baselines on held-out top examples — {name}", fontsize=10)
