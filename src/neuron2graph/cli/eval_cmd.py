@@ -51,8 +51,9 @@ def eval_command(
         typer.Option(help="N2G augmenter: causal (the studied model), none, or a fill-mask model."),
     ] = "causal",
     batch_neurons: Annotated[
-        int, typer.Option(help="Neurons of a layer built together (speed only).")
-    ] = 4,
+        int,
+        typer.Option(help="Neurons of a layer built together (speed only; raise it on a GPU)."),
+    ] = 1,
     max_minutes: Annotated[
         float | None,
         typer.Option(help="Start no new batch after this many minutes; the report covers what "

@@ -97,8 +97,10 @@ class EvalConfig:
     false_firing: bool = True
     build: dict[str, Any] = field(default_factory=dict)
     """Settings of the graph builder (model, N2G config); part of the resume fingerprint."""
-    batch_neurons: int = 4
-    """Neurons of one layer built together (speed only: not part of the fingerprint)."""
+    batch_neurons: int = 1
+    """Neurons of one layer built together (speed only: not part of the fingerprint). Raise it on
+    a GPU; on a CPU the forwards are compute-bound anyway, and 1 keeps a time-boxed run balanced
+    across layers (one round = one batch per layer)."""
 
     def settings(self) -> dict[str, Any]:
         out = asdict(self)

@@ -40,6 +40,11 @@ def _aggregate_methods(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _mean(values: Any) -> float | None:
+    vals = [float(v) for v in values if v is not None]
+    return round(sum(vals) / len(vals), 3) if vals else None
+
+
 def _count_layer(items: Sequence[dict[str, Any]], layer: int) -> int:
     return sum(1 for e in items if int(str(e["neuron"]).split(":")[0]) == layer)
 
@@ -65,6 +70,8 @@ def build_results(
             "n_pending": sum(1 for n in outcome.pending if int(n.split(":")[0]) == layer),
             "shortfall": selection.shortfall.get(layer, 0),
             "methods": _aggregate_methods(lrows),
+            "mean_neuron_s": _mean(r.get("seconds") for r in lrows),
+            "mean_neuron_cpu_s": _mean(r.get("cpu_s") for r in lrows),
         }
     build_s: dict[str, float] = {}
     for method in ("n2g", "official"):
