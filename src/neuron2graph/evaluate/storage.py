@@ -91,12 +91,24 @@ def check_settings(run_path: Path, settings: dict[str, Any], *, overwrite: bool)
     write_json_atomic(path, settings)
 
 
+def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(obj, dict):
+        return {prefix: obj}
+    out: dict[str, Any] = {}
+    for key, value in obj.items():
+        out.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
 def _describe_diff(old: Any, new: dict[str, Any]) -> str:
+    """The differing settings as `dotted.key: old then, new now` (first three)."""
     if not isinstance(old, dict):
         return "unreadable settings.json"
-    keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-    parts = [f"{k}: {old.get(k)!r} then, {new.get(k)!r} now" for k in keys[:3]]
-    return "; ".join(parts) or "unknown difference"
+    a, b = _flatten(old), _flatten(new)
+    keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    parts = [f"{k}: {a.get(k)!r} then, {b.get(k)!r} now" for k in keys[:3]]
+    more = f" and {len(keys) - 3} more" if len(keys) > 3 else ""
+    return "; ".join(parts) + more if parts else "unknown difference"
 
 
 def load_neuron(run_path: Path, nid: NeuronId) -> dict[str, Any] | None:
