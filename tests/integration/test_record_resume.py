@@ -52,7 +52,7 @@ def test_killed_run_resumes_to_identical_results(setup: tuple[Path, list[str]]) 
     out = str(base / "killed")
     first = n2g([*args, "--out", out], stop_after=12)  # checkpoints at 5 and 10, killed at 12
     assert first.returncode == -9, first.stderr[-2000:]
-    assert (base / "killed" / "record" / "checkpoint.safetensors").is_file()
+    assert (base / "killed" / "record" / "checkpoint" / "progress.json").is_file()
     opened = n2g(["info", out])
     assert opened.returncode == 2 and "has not finished" in opened.stderr
     second = n2g([*args, "--out", out], stop_after=23)  # resumes at 10, killed after 33
@@ -70,7 +70,7 @@ def test_killed_run_resumes_to_identical_results(setup: tuple[Path, list[str]]) 
     ra, rb = Run.open(base / "whole"), Run.open(base / "killed")
     assert ra.manifest["tokens"] == rb.manifest["tokens"]
     assert ra.manifest["windows"] == rb.manifest["windows"]
-    assert not (base / "killed" / "record" / "checkpoint.safetensors").exists()
+    assert not (base / "killed" / "record" / "checkpoint").exists()
 
     again = n2g([*args, "--out", out])
     assert again.returncode == 0 and "nothing to do" in again.stderr

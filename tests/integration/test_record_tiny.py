@@ -61,7 +61,7 @@ def test_manifest_and_layout(run: Run, lm: LoadedModel) -> None:
     assert m["tokens"] >= 2500 and m["windows"] > 0 and m["corpus"]["spec"] == "tiny-docs"
     assert m["record"]["top_k"] == 5 and m["package_version"]
     assert (run.path / "tokenizer" / "tokenizer.json").is_file()
-    assert not (run.path / "record" / "checkpoint.safetensors").exists()
+    assert not (run.path / "record" / "checkpoint").exists()
     conn = run.db()
     rows = conn.execute("SELECT COUNT(*), MAX(max_act) FROM neurons WHERE layer = 2").fetchone()
     conn.close()

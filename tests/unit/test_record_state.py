@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
+from neuron2graph.errors import N2GError
 from neuron2graph.record.histogram import (
     FIRST_POSITIVE,
     N_BINS,
@@ -14,6 +17,7 @@ from neuron2graph.record.histogram import (
     firing_rate,
 )
 from neuron2graph.record.state import Batch, LayerState, SampleState, window_keys
+from neuron2graph.record.writer import load_checkpoint, save_checkpoint
 
 N, K, T, S = 7, 4, 6, 5
 
@@ -193,3 +197,24 @@ def test_firing_rate_within_its_error_bound() -> None:
     assert np.all(np.abs(rate - exact) <= err + 1e-6)
     assert rate[3] == 0 and err[3] == 0
     assert np.all(err < 0.05)
+
+
+def test_checkpoint_generations_survive_a_torn_write(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    acts = rng.normal(size=(9, T, N)).astype(np.float32)
+    st, samp = run_state(acts, np.full(9, T), batch_size=3)
+    save_checkpoint(tmp_path, {0: st}, samp, {"batches": 3, "windows": 9})
+    folder = tmp_path / "record" / "checkpoint"
+    (folder / "g4-layer0.safetensors").write_bytes(b"half-written")  # killed before the marker
+    fresh, fresh_sample = LayerState(N, K, T, S), SampleState(S, T, seed=3)
+    progress = load_checkpoint(tmp_path, {0: fresh}, fresh_sample)
+    assert progress is not None and progress["windows"] == 9
+    for name in LayerState.NAMES:
+        assert torch.equal(getattr(fresh, name), getattr(st, name)), name
+    assert torch.equal(fresh_sample.window, samp.window)
+    save_checkpoint(tmp_path, {0: st}, samp, {"batches": 6, "windows": 18})
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "g6-layer0.safetensors", "g6-sample.safetensors", "progress.json"]
+    (folder / "g6-layer0.safetensors").unlink()
+    with pytest.raises(N2GError, match="damaged"):
+        load_checkpoint(tmp_path, {0: LayerState(N, K, T, S)}, SampleState(S, T, seed=3))

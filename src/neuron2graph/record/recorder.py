@@ -26,7 +26,7 @@ from neuron2graph.errors import N2GError
 from neuron2graph.models import LoadedModel, layer_activations
 from neuron2graph.record.config import RecordConfig, identity_diff, run_identity
 from neuron2graph.record.state import Batch, LayerState, SampleState
-from neuron2graph.record.writer import checkpoint_path, finalize, load_checkpoint, save_checkpoint
+from neuron2graph.record.writer import checkpoint_dir, finalize, load_checkpoint, save_checkpoint
 from neuron2graph.store.atomic import write_json_atomic
 from neuron2graph.store.run import FORMAT, FORMAT_VERSION, MANIFEST, Run
 from neuron2graph.store.tokenizer import save_tokenizer
@@ -293,7 +293,7 @@ def record(
         "sample_windows": int((sample.key >= 0).sum()),
     })
     write_json_atomic(out / MANIFEST, manifest)
-    checkpoint_path(out).unlink(missing_ok=True)
+    shutil.rmtree(checkpoint_dir(out), ignore_errors=True)
     return Run.open(out)
 
 

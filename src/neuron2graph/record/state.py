@@ -83,7 +83,7 @@ class LayerState:
             value = tensors[f"{prefix}{name}"]
             if value.shape != current.shape or value.dtype != current.dtype:
                 raise ValueError(f"checkpoint tensor {prefix}{name} has the wrong shape or dtype")
-            setattr(self, name, value.clone())
+            setattr(self, name, value)
 
     # ---------------------------------------------------------------- update
     def window_max(
@@ -214,7 +214,7 @@ class SampleState:
 
     def load(self, tensors: dict[str, Tensor], prefix: str) -> None:
         for name in self.NAMES:
-            setattr(self, name, tensors[f"{prefix}{name}"].clone())
+            setattr(self, name, tensors[f"{prefix}{name}"])
 
     def offer(self, batch: Batch) -> list[tuple[int, int]]:
         """Admit the batch's windows whose key is among the S smallest; return (slot, row) moves."""

@@ -1,7 +1,8 @@
 """Persist a recording: checkpoints of the running state, and the final arrays + index rows.
 
-A checkpoint is one safetensors file with every state tensor plus JSON metadata (progress and
-the run identity), written atomically; resuming loads it bit-for-bit. The final layout (one file
+A checkpoint is a generation of safetensors files (one per layer, one for the sample) plus a
+JSON marker naming the generation, written so that a kill never leaves a torn state; resuming
+loads it bit-for-bit. The final layout (one file
 per layer plus `sample.safetensors`) is what `neuron2graph.store.Run` reads: per-neuron arrays
 come first in every shape ([N, K, T], [N, S, T]), so reading one neuron is one contiguous slice.
 """
@@ -16,46 +17,64 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from neuron2graph.errors import N2GError
 from neuron2graph.record.histogram import N_BINS, bin_edges, firing_rate
 from neuron2graph.record.state import LayerState, SampleState
 from neuron2graph.store import db as dbmod
-from neuron2graph.store.atomic import atomic_path
+from neuron2graph.store.atomic import atomic_path, write_json_atomic
 from neuron2graph.store.run import RECORD_DIR, layer_file, sample_file
 
-CHECKPOINT = "checkpoint.safetensors"
+CHECKPOINT_DIR = "checkpoint"
+MARKER = "progress.json"
 
 
-def checkpoint_path(run_dir: Path) -> Path:
-    return run_dir / RECORD_DIR / CHECKPOINT
+def checkpoint_dir(run_dir: Path) -> Path:
+    return run_dir / RECORD_DIR / CHECKPOINT_DIR
 
 
 def save_checkpoint(
     run_dir: Path, layers: dict[int, LayerState], sample: SampleState, progress: dict[str, Any]
 ) -> None:
-    tensors: dict[str, torch.Tensor] = sample.tensors("sample.")
+    """Write the state as generation `progress["batches"]`: one file per layer, then the marker.
+
+    Files of a generation are written first (each atomically), then `progress.json` names the
+    generation (atomically), then older generations are deleted. A kill at any point leaves the
+    marker naming a complete generation. One file per layer keeps the extra memory of a
+    checkpoint to one layer's state.
+    """
+    folder = checkpoint_dir(run_dir)
+    gen = int(progress["batches"])
+    parts: dict[str, dict[str, torch.Tensor]] = {"sample": sample.tensors("")}
     for layer, state in layers.items():
-        tensors.update(state.tensors(f"layer{layer}."))
-    with atomic_path(checkpoint_path(run_dir)) as tmp:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp),
-                  metadata={"progress": json.dumps(progress)})
+        parts[f"layer{layer}"] = state.tensors("")
+    for name, tensors in parts.items():
+        with atomic_path(folder / f"g{gen}-{name}.safetensors") as tmp:
+            save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
+    write_json_atomic(folder / MARKER, {**progress, "generation": gen, "parts": sorted(parts)})
+    for old in folder.glob("g*-*.safetensors"):
+        if not old.name.startswith(f"g{gen}-"):
+            old.unlink(missing_ok=True)
 
 
 def load_checkpoint(
     run_dir: Path, layers: dict[int, LayerState], sample: SampleState
 ) -> dict[str, Any] | None:
     """Load the state saved by `save_checkpoint` into the given (fresh) states; None if absent."""
-    path = checkpoint_path(run_dir)
-    if not path.is_file():
+    folder = checkpoint_dir(run_dir)
+    marker = folder / MARKER
+    if not marker.is_file():
         return None
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as fh:
-        meta = fh.metadata() or {}
-    tensors = load_file(str(path))
-    sample.load(tensors, "sample.")
-    for layer, state in layers.items():
-        state.load(tensors, f"layer{layer}.")
-    progress: dict[str, Any] = json.loads(meta["progress"])
+    try:
+        progress: dict[str, Any] = json.loads(marker.read_text(encoding="utf-8"))
+        gen = int(progress["generation"])
+        sample.load(load_file(str(folder / f"g{gen}-sample.safetensors")), "")
+        for layer, state in layers.items():
+            state.load(load_file(str(folder / f"g{gen}-layer{layer}.safetensors")), "")
+    except (OSError, ValueError, KeyError) as exc:
+        raise N2GError(
+            f"the checkpoint in {folder} is damaged ({str(exc).splitlines()[0][:120]}): "
+            "pass --overwrite to start the recording again"
+        ) from None
     return progress
 
 
