@@ -137,11 +137,16 @@ def forward_batch(
     lm: LoadedModel, chunk: Sequence[Any], layers: Sequence[int], width: int, pad_id: int,
     bos_id: int | None,
 ) -> tuple[Batch, dict[int, torch.Tensor]]:
-    """The bare part of a step: pack windows (right padding) and run the truncated forward."""
+    """The bare part of a step: pack windows (right padding) and run the truncated forward.
+
+    Activations come back on the CPU, where the running state lives (on a GPU that is one
+    small copy per layer and batch; a GPU-resident state is not implemented yet).
+    """
     batch = _make_batch(chunk, width, pad_id, bos_id)
     mask = None if bool((batch.length == width).all()) else (
         torch.arange(width)[None, :] < batch.length[:, None]).long()
-    return batch, layer_activations(lm, batch.tokens.long(), layers, attention_mask=mask)
+    acts = layer_activations(lm, batch.tokens.long(), layers, attention_mask=mask)
+    return batch, {layer: a.cpu() for layer, a in acts.items()}
 
 
 def fold_batch(
