@@ -83,6 +83,9 @@ def test_decode_neurons_and_out(models: dict[str, Path], tmp_path: Path) -> None
     table = runner.invoke(app, ["decode", "-m", str(models["gpt2"]), "--layers", "0",
                                 "--show", "3"])
     assert table.exit_code == 0 and "61 more neurons" in table.output
+    cmp = runner.invoke(app, ["compare-models", "-m", str(models["gpt2"]), "-m",
+                              str(models["gpt2"]), "--dtype", "fp32", "--dtype", "fp16"])
+    assert cmp.exit_code == 0 and "(float16)" in cmp.output  # no markup eats "[...]"-like text
 
 
 def test_find_neurons_cli(models: dict[str, Path]) -> None:

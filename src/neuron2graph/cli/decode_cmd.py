@@ -45,7 +45,8 @@ def _layers(text: str | None, n_layers: int) -> list[int]:
 def _console() -> Any:
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=False)
+    # markup=False: token pieces such as "[/" or "[b]" must print as they are, not as rich markup.
+    return Console(highlight=False, soft_wrap=False, markup=False)
 
 
 def _fmt(rows: list[dict[str, Any]], n: int = 5) -> str:

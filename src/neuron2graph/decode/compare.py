@@ -80,7 +80,7 @@ def compare_models(
     layers = list(range(a.n_layers)) if layers is None else list(layers)
     names = [a.spec, b.spec]
     if a.spec == b.spec:  # the same model in two dtypes: say which is which
-        names = [f"{m.spec} [{str(m.dtype).removeprefix('torch.')}]" for m in (a, b)]
+        names = [f"{m.spec} ({str(m.dtype).removeprefix('torch.')})" for m in (a, b)]
     result = Comparison(model_a=names[0], model_b=names[1], kind=kind, top=top)
     norms = FinalNorm(a), FinalNorm(b)
     for layer in tqdm(layers, desc="compare", unit="layer", disable=not progress, leave=False):
