@@ -107,7 +107,7 @@ def plot_comparison(cmp: Comparison, path: str | Path) -> Path:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.3 * len(cmp.layers) + 2), 3.2))
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.25 * len(cmp.layers) + 2), 3.4))
     xs = [x.layer for x in cmp.layers]
     ax.bar(xs, [100 * x.top1_agree for x in cmp.layers], color="#4477aa", label="top-1 agrees")
     if cmp.top > 1:
@@ -116,7 +116,8 @@ def plot_comparison(cmp: Comparison, path: str | Path) -> Path:
     ax.set_xlabel("layer")
     ax.set_ylabel("% of neurons")
     ax.set_ylim(0, 100)
-    ax.set_title(f"{cmp.kind} tokens: {cmp.model_a} vs {cmp.model_b}", fontsize=9)
+    ax.set_title(f"{cmp.kind} tokens, top-1 agreement per layer\n{cmp.model_a} vs {cmp.model_b}",
+                 fontsize=8)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
