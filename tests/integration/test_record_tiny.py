@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -177,3 +179,40 @@ def test_reading_needs_no_torch(run: Run) -> None:
     result = subprocess.run([sys.executable, "-c", code, str(run.path)], capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_corrupt_and_other_stage_runs(lm: LoadedModel, tmp_path: Path) -> None:
+    windows = list(iter_windows(tiny_documents(8), lm.tokenizer, length=WINDOW))
+    small = RecordConfig(window=WINDOW, top_k=2, sample=2, batch_size=4, max_tokens=300)
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "run.json").write_text("{oops")
+    with pytest.raises(N2GError, match="corrupt: pass --overwrite"):
+        record(lm, windows, [0], corrupt, small, progress=False)
+    run = record(lm, windows, [0], corrupt, small, progress=False, overwrite=True)
+    assert run.layers == [0]
+
+    # A run another stage made without a recording (decode-only) is recorded into in place.
+    other = tmp_path / "decoded"
+    other.mkdir()
+    (other / "run.json").write_text(json.dumps({
+        "format": "neuron2graph/run", "format_version": 1, "status": "complete",
+        "model": {"spec": lm.spec}, "n_layers": lm.n_layers, "n_neurons": lm.n_neurons,
+        "layers": [], "decode": {"layers": [1]}}))
+    conn = sqlite3.connect(other / "index.sqlite")
+    conn.execute("CREATE TABLE decode (layer INTEGER)")
+    conn.execute("INSERT INTO decode VALUES (1)")
+    conn.commit()
+    conn.close()
+    assert Run.open(other).window_len == 0
+    run = record(lm, windows, [0], other, small, progress=False)
+    assert run.manifest["decode"] == {"layers": [1]} and run.layers == [0]
+    db = run.db()
+    assert db.execute("SELECT COUNT(*) FROM decode").fetchone()[0] == 1
+    db.close()
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "run.json").write_text(json.dumps({"format": "someone-else"}))
+    for overwrite in (False, True):
+        with pytest.raises(N2GError, match="refusing to touch it"):
+            record(lm, windows, [0], foreign, small, progress=False, overwrite=overwrite)

@@ -10,6 +10,7 @@ uninterrupted run (tests/integration/test_record_resume.py kills a real process 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -39,48 +40,69 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def _read_manifest(out: Path) -> dict[str, Any] | str | None:
+    """run.json of `out` as a dict; "corrupt" or "foreign" when it is not ours; None if absent."""
+    path = out / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        return "corrupt"
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        return "foreign"
+    return manifest
+
+
 def existing_identity(out: Path) -> tuple[str, dict[str, Any]] | None:
     """(status, identity) of the recording already in `out`, or None when there is none."""
-    manifest_path = out / MANIFEST
-    if not manifest_path.is_file():
+    manifest = _read_manifest(out)
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("identity"), dict):
         return None
-    import json
-
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        return str(manifest.get("status")), dict(manifest["identity"])
-    except (ValueError, KeyError, TypeError):
-        raise N2GError(
-            f"{manifest_path} is corrupt or not a neuron2graph run: pass --overwrite to replace it"
-        ) from None
+    return str(manifest.get("status")), dict(manifest["identity"])
 
 
 def prepare_out(out: Path, identity: dict[str, Any], overwrite: bool) -> str:
-    """Decide what to do with `out`: "new", "resume" or "done"; clear it when overwriting."""
+    """Decide what to do with `out`: "new", "resume" or "done"; clear it when overwriting.
+
+    A run made by another stage without a recording (e.g. a decode-only run of the same model)
+    is recorded into in place, keeping that stage's files and tables.
+    """
     if out.exists() and not out.is_dir():
         raise N2GError(f"--out {out} is a file: pass a folder for the run")
-    found = existing_identity(out) if out.exists() else None
-    if found is not None and not overwrite:
-        status, old = found
-        diff = identity_diff(old, identity)
-        if diff:
+    if not out.exists() or not any(out.iterdir()):
+        return "new"
+    manifest = _read_manifest(out)
+    if manifest is None or manifest == "foreign":
+        raise N2GError(
+            f"--out {out} exists and is not a neuron2graph run (refusing to touch it): "
+            "choose another folder"
+        )
+    if manifest == "corrupt" or overwrite:
+        if not overwrite:
             raise N2GError(
-                f"{out} already holds a recording with a different configuration (differs in: "
-                f"{', '.join(diff)}): pass --overwrite to replace it, or choose another --out"
-            )
-        return "done" if status == "complete" else "resume"
-    if out.exists() and any(out.iterdir()):
-        if found is None and not overwrite:
-            raise N2GError(
-                f"--out {out} exists and is not a neuron2graph run: choose another folder"
-            )
-        if found is None and overwrite:
-            raise N2GError(
-                f"--out {out} is not a neuron2graph run; refusing to delete it: "
-                "choose another folder"
+                f"{out / MANIFEST} is corrupt: pass --overwrite to replace the run, or choose "
+                "another --out"
             )
         shutil.rmtree(out)
-    return "new"
+        return "new"
+    assert isinstance(manifest, dict)
+    old = manifest.get("identity")
+    if not isinstance(old, dict):
+        spec = (manifest.get("model") or {}).get("spec")
+        if spec not in (None, identity["model"]):
+            raise N2GError(
+                f"{out} holds a run of model {spec!r}, not {identity['model']!r}: pass "
+                "--overwrite to replace it, or choose another --out"
+            )
+        return "new"
+    diff = identity_diff(old, identity)
+    if diff:
+        raise N2GError(
+            f"{out} already holds a recording with a different configuration (differs in: "
+            f"{', '.join(diff)}): pass --overwrite to replace it, or choose another --out"
+        )
+    return "done" if manifest.get("status") == "complete" else "resume"
 
 
 def _batches(
@@ -246,6 +268,11 @@ def record(
                  f"{done['tokens']} tokens already recorded")
     out.mkdir(parents=True, exist_ok=True)
     save_tokenizer(lm.tokenizer, out)
+    previous = _read_manifest(out)
+    if isinstance(previous, dict):  # keep what other stages noted (e.g. "decode")
+        manifest = {**previous, **manifest}
+        if action == "resume":
+            manifest["created"] = previous.get("created", manifest["created"])
     write_json_atomic(out / MANIFEST, manifest)
 
     stop_after = int(os.environ.get(STOP_ENV, "0") or 0)

@@ -138,11 +138,12 @@ class Run:
 
     @property
     def window_len(self) -> int:
-        return int(self.manifest["record"]["window"])
+        """Tokens per window (0 for a run without a recording, e.g. decode-only)."""
+        return int((self.manifest.get("record") or {}).get("window", 0))
 
     @property
     def top_k(self) -> int:
-        return int(self.manifest["record"]["top_k"])
+        return int((self.manifest.get("record") or {}).get("top_k", 0))
 
     def check(self, nid: NidLike) -> NeuronId:
         """Parse `nid` and check that this run recorded it."""
