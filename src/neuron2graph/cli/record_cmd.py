@@ -133,9 +133,13 @@ def _print_info(path: Path, as_json: bool) -> None:
     typer.echo(f"corpus    {info['corpus']}")
     layers = ",".join(str(x) for x in info["layers"])
     typer.echo(f"layers    {layers}  ({info['n_neurons']} neurons each)")
-    typer.echo(f"tokens    {info['tokens']} in {info['windows']} windows of {info['window_len']}; "
-               f"top {info['top_k']} per neuron; sample of {info['sample_windows']} windows")
-    typer.echo(f"time      {info['elapsed_s']} s ({info['tokens_per_s']} tokens/s)")
+    if info["tokens"] is None:
+        typer.echo("record    none (no n2g record in this run)")
+    else:
+        typer.echo(f"tokens    {info['tokens']} in {info['windows']} windows of "
+                   f"{info['window_len']}; top {info['top_k']} per neuron; sample of "
+                   f"{info['sample_windows']} windows")
+        typer.echo(f"time      {info['elapsed_s']} s ({info['tokens_per_s']} tokens/s)")
     typer.echo(f"graphs    {info['graphs']} built")
     others = {k: v for k, v in info["tables"].items() if k not in ("neurons", "graphs")}
     if others:
