@@ -27,7 +27,7 @@ def test_clamp_equals_weight_edit(value: float) -> None:
     """x_n := V before down_proj equals: zero column n, and add V * column n as a bias."""
     lm = tiny_model("llama")
     layer, neuron = 0, 11
-    edited = copy.deepcopy(lm.model)
+    edited: Any = copy.deepcopy(lm.model)
     old = edited.model.layers[layer].mlp.down_proj
     new = nn.Linear(old.in_features, old.out_features, bias=True)
     with torch.no_grad():
@@ -47,7 +47,7 @@ def test_clamp_equals_weight_edit(value: float) -> None:
 def test_clamp_last_layer_by_hand() -> None:
     """Clamping the last layer moves the final residual by (V - a) * w_out, nothing else."""
     lm = tiny_model("llama", n_layers=1)
-    m = lm.model
+    m: Any = lm.model
     layer, neuron, value = 0, 7, 4.0
     seen: dict[str, torch.Tensor] = {}
     h1 = m.model.norm.register_forward_pre_hook(

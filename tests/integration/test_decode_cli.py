@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -25,7 +26,8 @@ def _save(
         with torch.no_grad():
             for p in lm.model.parameters():
                 p.add_(noise * p.std() * torch.randn_like(p))
-    lm.model.save_pretrained(folder)
+    model: Any = lm.model
+    model.save_pretrained(folder)
     lm.tokenizer.save_pretrained(folder)
     return folder
 

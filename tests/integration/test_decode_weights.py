@@ -4,6 +4,7 @@ of chunk sizes, find-neurons equals brute force, and the run store round-trips."
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -22,7 +23,7 @@ from neuron2graph.testing import tiny_model
 
 def _randomise_norm(lm: LoadedModel) -> None:
     """Init sets norm gains to 1 (0 for Gemma): randomise them so that a missing gain is caught."""
-    norm = lm.sites.final_norm(lm.model)
+    norm: Any = lm.sites.final_norm(lm.model)
     assert norm is not None
     torch.manual_seed(123)
     with torch.no_grad():
@@ -31,7 +32,7 @@ def _randomise_norm(lm: LoadedModel) -> None:
 
 def _expected(lm: LoadedModel, layer: int, family: str) -> dict[str, torch.Tensor]:
     """Full logits [neurons, vocab] per kind, computed straight from the named weights."""
-    m = lm.model
+    m: Any = lm.model
     unembed = m.get_output_embeddings().weight.detach()
     if family == "llama":
         mlp = m.model.layers[layer].mlp
@@ -89,8 +90,9 @@ def test_gain_matters_in_this_test() -> None:
     """Guard: with randomised gains, ignoring the gain gives other tokens (the test can fail)."""
     lm = tiny_model("llama")
     _randomise_norm(lm)
-    raw = lm.model.model.layers[0].mlp.down_proj.weight.detach().T
-    no_gain = (raw @ lm.model.lm_head.weight.detach().T).topk(4, dim=1).indices
+    model: Any = lm.model
+    raw = model.model.layers[0].mlp.down_proj.weight.detach().T
+    no_gain = (raw @ model.lm_head.weight.detach().T).topk(4, dim=1).indices
     assert not torch.equal(decode_layer(lm, 0, top=4).kinds["promote"].ids, no_gain)
 
 
