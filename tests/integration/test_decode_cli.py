@@ -80,8 +80,13 @@ def test_decode_neurons_and_out(models: dict[str, Path], tmp_path: Path) -> None
     from neuron2graph.decode import decoded_tokens
 
     assert len(decoded_tokens(run, 1, 63)["promote"]) == 10
+    again = _json(["decode", "-m", str(models["gpt2"]), "--out", str(run), "--json"])
+    assert again["skipped_layers"] == [0, 1] and again["neurons"] == 0  # resumable: nothing to do
+    redo = _json(["decode", "-m", str(models["gpt2"]), "--out", str(run), "--layers", "1",
+                  "--top", "3", "--json"])
+    assert redo["layers"] == [1] and decoded_tokens(run, 1, 63)["promote"][-1]["rank"] == 2
     manifest = json.loads((run / "run.json").read_text())
-    assert manifest["decode"]["layers"] == [0, 1] and manifest["decode"]["top"] == 10
+    assert manifest["decode"]["layers"] == [0, 1] and manifest["decode"]["top"] == 3  # last run
     table = runner.invoke(app, ["decode", "-m", str(models["gpt2"]), "--layers", "0",
                                 "--show", "3"])
     assert table.exit_code == 0 and "61 more neurons" in table.output

@@ -70,6 +70,9 @@ def decode_cmd(
     chunk_size: NeuronChunkOpt = 1024,
     vocab_chunk_size: VocabChunkOpt = 16384,
     show: Annotated[int, typer.Option(help="Neurons shown in the table (no --out).")] = 20,
+    overwrite: Annotated[
+        bool, typer.Option(help="With --out: decode layers again even if already done.")
+    ] = False,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
     json_out: JsonOpt = False,
@@ -92,6 +95,12 @@ def decode_cmd(
     else:
         layer_list = _layers(layers, lm.n_layers)
     conn = open_run_db(out, lm) if out is not None else None
+    skipped: list[int] = []
+    if out is not None and not overwrite:
+        from neuron2graph.decode import layer_done
+
+        skipped = [la for la in layer_list if layer_done(out, la, lm, top, kind_list)]
+    todo = [la for la in layer_list if la not in skipped]
     start = time.perf_counter()
     results: list[dict[str, Any]] = []
     from tqdm import tqdm
@@ -101,12 +110,12 @@ def decode_cmd(
 
     norm = FinalNorm(lm)
     layer_iter = (
-        decode_model(lm, layer_list, top=top, neuron_chunk=chunk_size,
+        decode_model(lm, todo, top=top, neuron_chunk=chunk_size,
                      vocab_chunk=vocab_chunk_size, kinds=kind_list)
         if wanted is None
         else (decode_layer(lm, la, top=top, neurons=wanted[la], norm=norm, kinds=kind_list,
                            neuron_chunk=chunk_size, vocab_chunk=vocab_chunk_size)
-              for la in tqdm(layer_list, desc="decode", unit="layer", leave=False))
+              for la in tqdm(todo, desc="decode", unit="layer", leave=False))
     )
     for dec in layer_iter:
         if conn is not None and out is not None:
@@ -116,8 +125,9 @@ def decode_cmd(
         for row, neuron in enumerate(ids):
             results.append({"layer": dec.layer, "neuron": neuron, **dec.neuron(row, lm.tokenizer)})
     seconds = time.perf_counter() - start
-    n_done = sum(len(v) for v in wanted.values()) if wanted else len(layer_list) * lm.n_neurons
-    summary = {"model": lm.spec, "layers": layer_list, "neurons": n_done, "top": top,
+    n_done = sum(len(v) for v in wanted.values()) if wanted else len(todo) * lm.n_neurons
+    summary = {"model": lm.spec, "layers": todo, "skipped_layers": skipped, "neurons": n_done,
+               "top": top,
                "seconds": round(seconds, 3), "final_norm": norm.describe()}
     if out is not None:
         from neuron2graph.decode import note_in_manifest
@@ -127,8 +137,11 @@ def decode_cmd(
         if json_out:
             emit_json(summary)
         else:
-            typer.echo(f"decoded {n_done} neurons of {len(layer_list)} layers in {seconds:.1f} s "
+            typer.echo(f"decoded {n_done} neurons of {len(todo)} layers in {seconds:.1f} s "
                        f"-> {out}/decode/ and the `decode` table of {out}/index.sqlite")
+            if skipped:
+                typer.echo(f"skipped {len(skipped)} layers already decoded (--overwrite redoes "
+                           "them)")
         return
     if json_out:
         emit_json({**summary, "results": results})

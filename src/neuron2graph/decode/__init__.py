@@ -25,7 +25,13 @@ if TYPE_CHECKING:
         neuron_logits,
         single_token_id,
     )
-    from neuron2graph.decode.store import load_layer, note_in_manifest, open_run_db, save_layer
+    from neuron2graph.decode.store import (
+        layer_done,
+        load_layer,
+        note_in_manifest,
+        open_run_db,
+        save_layer,
+    )
     from neuron2graph.decode.table import decoded_layers, decoded_tokens
     from neuron2graph.decode.topk import TopK, chunked_topk
     from neuron2graph.decode.weights import FinalNorm, neuron_directions, register_read_sites
@@ -35,8 +41,8 @@ _WHERE = {
     "Comparison": "compare", "compare_models": "compare", "plot_comparison": "compare",
     "KINDS": "core", "LayerDecode": "core", "decode_layer": "core", "decode_model": "core",
     "find_neurons": "core", "neuron_logits": "core", "single_token_id": "core",
-    "load_layer": "store", "note_in_manifest": "store", "open_run_db": "store",
-    "save_layer": "store",
+    "layer_done": "store", "load_layer": "store", "note_in_manifest": "store",
+    "open_run_db": "store", "save_layer": "store",
     "decoded_layers": "table", "decoded_tokens": "table",
     "TopK": "topk", "chunked_topk": "topk",
     "FinalNorm": "weights", "neuron_directions": "weights", "register_read_sites": "weights",
@@ -58,6 +64,7 @@ __all__ = [
     "decoded_layers",
     "decoded_tokens",
     "find_neurons",
+    "layer_done",
     "load_layer",
     "neuron_directions",
     "neuron_logits",

@@ -113,6 +113,32 @@ def save_layer(
     return path
 
 
+def layer_done(
+    run_dir: str | Path, layer: int, lm: LoadedModel, top: int, kinds: list[str]
+) -> bool:
+    """Whether `layer` is already decoded in the run with the same model, top and kinds, so a
+    re-run (after an interruption) can skip it."""
+    from safetensors import safe_open
+
+    path = layer_path(run_dir, layer)
+    if not path.is_file():
+        return False
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata() or {}
+            names = list(fh.keys())
+        have = {name[: -len("_ids")] for name in names if name.endswith("_ids")}
+    except Exception:  # a foreign or damaged file: decode the layer again
+        return False
+    from neuron2graph.decode.weights import is_gated
+
+    wanted = {k for k in kinds if k != "read_gate" or is_gated(lm)}
+    return (
+        meta.get("top") == str(top) and meta.get("weights_hash") == lm.weights_hash
+        and wanted <= have
+    )
+
+
 def load_layer(run_dir: str | Path, layer: int) -> LayerDecode:
     """Read back one decoded layer from its safetensors file."""
     from safetensors import safe_open
