@@ -153,6 +153,7 @@ def test_run_store_round_trip(tmp_path: Path) -> None:
     from neuron2graph.store.run import Run
 
     opened = Run.open(run)  # a decode-only run is a valid run for every reader
+    assert decoded_tokens(opened, 1, 17) == decoded_tokens(run, 1, 17)
     assert opened.layers == [] and opened.manifest["n_neurons"] == lm.n_neurons
     assert (run / "tokenizer" / "tokenizer.json").is_file()
     got = decoded_tokens(run, 1, 17)

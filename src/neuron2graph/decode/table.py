@@ -46,8 +46,8 @@ def _connection(run_or_db: Any) -> tuple[sqlite3.Connection | None, bool]:
     """(connection, whether we opened it and must close it)."""
     if isinstance(run_or_db, sqlite3.Connection):
         return run_or_db, False
-    if hasattr(run_or_db, "db"):
-        return run_or_db.db(), False
+    if hasattr(run_or_db, "db"):  # a Run: `db()` opens a new connection that we must close
+        return run_or_db.db(), True
     path = Path(run_or_db)
     if path.is_dir():
         path = path / "index.sqlite"
