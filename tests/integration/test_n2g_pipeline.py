@@ -69,7 +69,7 @@ def test_empty_augmentation_and_mask_strategies_agree() -> None:
     req = _request(lm, PAIR, PAIR_TEXTS)
     base = build_graphs(lm, [req], N2GConfig(augmenter=None))[0]
     assert base.stats.augmented_prompts == 0
-    for mask in ("unk", "delete", "id:5"):
+    for mask in ("unk", "delete", "id:5", "mean_embedding"):
         cfg = N2GConfig(augmenter=None, saliency=SaliencyConfig(mask=mask))
         assert _paths(build_graphs(lm, [req], cfg)[0].graph) == _paths(base.graph)
     aug = build_graphs(lm, [req], N2GConfig())[0]

@@ -44,3 +44,25 @@ def test_shared_neurons_split_the_bill() -> None:
     with runner.shared([1.0, 3.0]):
         runner.acts([[7, 8]], [0])
     assert b.token_layers - a.token_layers == pytest.approx(2 * 2 * 0.5)
+
+
+def test_mean_embedding_mask_feeds_the_mean_input_embedding() -> None:
+    import torch
+
+    from neuron2graph.n2g.saliency import MEAN_EMBEDDING
+
+    lm = tiny_model("llama", n_layers=2)
+    runner = LayerRunner(lm, 1, [3])
+    seq = [5, MEAN_EMBEDDING, 12, 30]
+    got = runner.acts([seq], [0])[0]
+    emb = lm.model.get_input_embeddings()
+    embeds = emb(torch.tensor([[5, 0, 12, 30]]))
+    embeds[0, 1] = emb.weight.mean(0)
+    captured: list[torch.Tensor] = []
+    site = lm.sites.mlp_out(lm.layer_modules[1])
+    handle = site.register_forward_pre_hook(lambda _m, a: captured.append(a[0][0, :, 3]))
+    with torch.inference_mode():
+        lm.model(inputs_embeds=embeds, use_cache=False)
+    handle.remove()
+    assert got == pytest.approx(captured[0].tolist(), abs=1e-5)
+    assert got != pytest.approx(runner.acts([[5, 0, 12, 30]], [0])[0], abs=1e-5)

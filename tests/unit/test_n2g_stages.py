@@ -162,6 +162,7 @@ def test_mask_id_comes_from_the_tokenizer() -> None:
     assert resolve_mask_id(Tok(), "pad") == 42
     assert resolve_mask_id(Tok(), "delete") is None
     assert resolve_mask_id(Tok(), "id:7") == 7
+    assert resolve_mask_id(Tok(), "mean_embedding") == -1
     with pytest.raises(N2GError, match="no unk token"):
         resolve_mask_id(Tok(), "unk")
     with pytest.raises(N2GError, match="unknown mask"):

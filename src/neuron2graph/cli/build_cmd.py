@@ -57,7 +57,9 @@ def build_command(
         str, typer.Option(help="causal (the studied model proposes substitutes) or a fill-mask "
                           "model name/path (e.g. a BERT folder).")
     ] = "causal",
-    mask: Annotated[str, typer.Option(help="Saliency mask: pad, unk, delete or id:N.")] = "pad",
+    mask: Annotated[
+        str, typer.Option(help="Saliency mask: pad, unk, delete, mean_embedding or id:N.")
+    ] = "pad",
     batch_neurons: Annotated[
         int, typer.Option(help="Neurons of one layer built together in shared batches.")
     ] = 8,

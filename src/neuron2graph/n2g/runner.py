@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from jaxtyping import Float, Int
@@ -20,6 +21,7 @@ from torch import Tensor
 
 from neuron2graph.models.forward import layer_activations, pad_batch
 from neuron2graph.models.loading import LoadedModel
+from neuron2graph.n2g.saliency import MEAN_EMBEDDING
 
 
 @dataclass
@@ -103,6 +105,28 @@ class LayerRunner:
         finally:
             self._shared = None
 
+    @contextmanager
+    def _mean_embedding(self, ids: Int[Tensor, "batch pos"]) -> Iterator[Tensor]:
+        """Positions holding `MEAN_EMBEDDING` get the mean of all input embeddings (a mask that is
+        no token at all); a hook on the embedding module swaps them in, for any architecture."""
+        special = ids == MEAN_EMBEDDING
+        if not bool(special.any()):
+            yield ids
+            return
+        model: Any = self.lm.model
+        emb: Any = model.get_input_embeddings()
+        mean: Tensor = emb.weight.detach().mean(0)
+
+        def hook(_module: object, _args: object, output: Tensor) -> Tensor:
+            where = special.to(output.device)[..., None]
+            return torch.where(where, mean.to(output.device, output.dtype), output)
+
+        handle = emb.register_forward_hook(hook)
+        try:
+            yield ids.masked_fill(special, self.pad_id)
+        finally:
+            handle.remove()
+
     # ------------------------------------------------------------- forwards
     def acts(self, sequences: Sequence[Sequence[int]], owners: Sequence[int]) -> list[list[float]]:
         """Activation of neuron column `owners[i]` on every token of `sequences[i]`."""
@@ -116,9 +140,11 @@ class LayerRunner:
             seqs = [keys[i] for i in batch]
             ids, mask = pad_batch(seqs, self.pad_id)
             start = time.perf_counter()
-            out = layer_activations(
-                self.lm, ids, [self.layer], attention_mask=mask, neurons={self.layer: self.index}
-            )[self.layer].cpu()
+            with self._mean_embedding(ids) as ids:
+                out = layer_activations(
+                    self.lm, ids, [self.layer], attention_mask=mask,
+                    neurons={self.layer: self.index},
+                )[self.layer].cpu()
             seconds = time.perf_counter() - start
             self._charge([sorted(set(unique[s])) for s in seqs], [len(s) for s in seqs],
                          ids.shape[1], self.layer + 1, seconds)

@@ -20,13 +20,17 @@ from typing import Any
 
 from neuron2graph.errors import N2GError
 
+MEAN_EMBEDDING = -1
+"""Sentinel id for the `mean_embedding` mask (the pipeline's runner feeds the mean embedding)."""
+
 ActFn = Callable[[Sequence[Sequence[int]]], list[list[float]]]
 
 
 @dataclass(frozen=True)
 class SaliencyConfig:
     mask: str = "pad"
-    """`pad` (the tokenizer's pad token), `unk`, `delete` (drop the token), or `id:N`."""
+    """`pad` (the tokenizer's pad token), `unk`, `delete` (drop the token), `mean_embedding` (the
+    mean of all input embeddings: no token at all), or `id:N`."""
     activation_threshold: float = 0.5
     """Rows are computed for tokens whose normalised activation a/a_max is at least this."""
     mask_first: bool = False
@@ -37,6 +41,8 @@ def resolve_mask_id(tokenizer: Any, mask: str) -> int | None:
     """The token id used for masking, or None for `delete`. Raises when the tokenizer lacks it."""
     if mask == "delete":
         return None
+    if mask == "mean_embedding":
+        return MEAN_EMBEDDING
     if mask.startswith("id:"):
         try:
             return int(mask[3:])
@@ -51,7 +57,7 @@ def resolve_mask_id(tokenizer: Any, mask: str) -> int | None:
                 f"the tokenizer has no {mask} token: pass --mask unk, delete or id:N instead"
             )
         return int(value)
-    raise N2GError(f"unknown mask {mask!r}: use pad, unk, delete or id:N")
+    raise N2GError(f"unknown mask {mask!r}: use pad, unk, delete, mean_embedding or id:N")
 
 
 def activating_positions(acts: Sequence[float], a_max: float, threshold: float) -> list[int]:
