@@ -46,7 +46,9 @@ class DrawNode:
             "id": self.id, "token": self.token, "depth": self.depth, "kind": self.kind,
             "activation": round(self.activation, 4), "importance": round(self.importance, 4),
             "ends": self.ends,
-            "end_activation": None if self.end_activation is None else round(self.end_activation, 4),
+            "end_activation": (
+                None if self.end_activation is None else round(self.end_activation, 4)
+            ),
             "examples": self.examples,
         }
 

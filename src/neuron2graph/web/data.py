@@ -1,0 +1,191 @@
+"""Read-only views of a run for the browser: listing rows, neuron pages, predictions.
+
+Everything goes through `neuron2graph.store.run.Run`; optional stages (eval, decode, search) are
+looked up lazily and simply left out of a page when the run does not hold them. No torch.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+from neuron2graph.errors import N2GError
+from neuron2graph.ids import NeuronId
+
+SORT_KEYS = ("id", "max_act", "density", "f1", "n_nodes", "n_components")
+
+
+def _tables(conn: sqlite3.Connection) -> set[str]:
+    return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+
+
+class RunView:
+    """A thread-safe facade over one run directory (a fresh SQLite connection per call)."""
+
+    def __init__(self, path: str | Path) -> None:
+        from neuron2graph.store.run import Run
+
+        self.run = Run.open(path)
+        self.path = self.run.path
+        self._lock = threading.Lock()
+        self._components: dict[str, int] = {}
+
+    # ------------------------------------------------------------------ ids
+    def parse(self, text: str) -> NeuronId:
+        """Validate an id from a URL; N2GError (-> 404) when malformed or out of range."""
+        nid = NeuronId.parse(text)
+        if nid.layer not in self.run.layers or not 0 <= nid.neuron < self.run.n_neurons:
+            raise N2GError(f"neuron {nid} is not in this run")
+        return nid
+
+    def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        conn = sqlite3.connect(f"file:{self.path / 'index.sqlite'}?mode=ro", uri=True)
+        try:
+            return list(conn.execute(sql, args))
+        except sqlite3.OperationalError:
+            return []
+        finally:
+            conn.close()
+
+    def has_table(self, name: str) -> bool:
+        sql = "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?"
+        return bool(self._query(sql, (name,)))
+
+    # -------------------------------------------------------------- listing
+    def summary(self) -> dict[str, Any]:
+        m = self.run.manifest
+        model = m.get("model")
+        return {
+            "path": self.path.name, "model": str(model.get("spec", model) if isinstance(model, dict) else model),
+            "layers": self.run.layers,
+            "n_neurons": self.run.n_neurons, "tokens": m.get("tokens"),
+            "n_graphs": (self._query("SELECT COUNT(*) FROM graphs") or [(0,)])[0][0],
+            "has_eval": self.has_table("eval"), "has_decode": self.has_table("decode"),
+        }
+
+    def n_components(self, nid: str) -> int | None:
+        if nid not in self._components:
+            graph = self.load_graph(NeuronId.parse(nid))
+            if graph is None:
+                return None
+            from neuron2graph.web.draw import condense
+
+            self._components[nid] = len(condense(graph).components())
+        return self._components[nid]
+
+    def rows(self, *, layer: int | None = None, q: str = "", sort: str = "max_act",
+             desc: bool = True, graphs_only: bool = False) -> list[dict[str, Any]]:
+        where, args = [], []
+        if layer is not None:
+            where.append("n.layer = ?")
+            args.append(layer)
+        if graphs_only:
+            where.append("g.n_nodes IS NOT NULL")
+        f1 = "e.f1_firing" if self.has_table("eval") else "NULL"
+        ejoin = "LEFT JOIN eval e USING (layer, neuron)" if self.has_table("eval") else ""
+        sql = (f"SELECT n.layer, n.neuron, n.max_act, n.density, g.n_nodes, {f1} "
+               f"FROM neurons n LEFT JOIN graphs g USING (layer, neuron) {ejoin} "
+               + ("WHERE " + " AND ".join(where) if where else ""))
+        out = []
+        for lay, neu, mx, dens, nn, f in self._query(sql, tuple(args)):
+            nid = f"{lay}:{neu}"
+            if q and q not in nid:
+                continue
+            out.append({"id": nid, "layer": lay, "neuron": neu, "max_act": mx, "density": dens,
+                        "n_nodes": nn, "f1": f,
+                        "n_components": self.n_components(nid) if nn is not None else None})
+        if sort not in SORT_KEYS:
+            raise N2GError(f"unknown sort key {sort!r}: use one of {', '.join(SORT_KEYS)}")
+
+        def key(r: dict[str, Any]) -> tuple[Any, ...]:
+            if sort == "id":
+                return (r["layer"], r["neuron"])
+            v = r[sort]
+            return (v is not None, v if v is not None else 0)
+
+        out.sort(key=key, reverse=desc)
+        return out
+
+    # --------------------------------------------------------------- neuron
+    def load_graph(self, nid: NeuronId) -> Any:
+        return self.run.load_graph(nid)
+
+    def neuron(self, nid: NeuronId, *, k: int = 20) -> dict[str, Any]:
+        stats = self.run.neuron_stats(nid)
+        graph = self.load_graph(nid)
+        a_max = stats["max_act"] or 1.0
+        examples = []
+        for ex in self.run.top_examples(nid, k):
+            pred = graph.predict(ex.tokens) if graph is not None else None
+            examples.append({
+                "window": ex.window, "tokens": ex.tokens,
+                "acts": [round(a / a_max, 4) for a in ex.acts],
+                "pred": None if pred is None else [round(p, 4) for p in pred],
+                "max_act": ex.max_act,
+            })
+        return {"id": str(nid), "stats": stats, "has_graph": graph is not None,
+                "examples": examples, "eval": self._row("eval", nid),
+                "decode": self._decode(nid), "similar": self.similar(nid)}
+
+    def _row(self, table: str, nid: NeuronId) -> dict[str, Any] | None:
+        if not self.has_table(table):
+            return None
+        conn = sqlite3.connect(f"file:{self.path / 'index.sqlite'}?mode=ro", uri=True)
+        conn.row_factory = sqlite3.Row
+        try:
+            row = conn.execute(f"SELECT * FROM {table} WHERE layer=? AND neuron=?",
+                               (nid.layer, nid.neuron)).fetchone()
+            return dict(row) if row else None
+        except sqlite3.OperationalError:
+            return None
+        finally:
+            conn.close()
+
+    def _decode(self, nid: NeuronId) -> Any:
+        try:
+            from neuron2graph.decode.table import decoded_tokens
+
+            return decoded_tokens(self.path / "index.sqlite", nid.layer, nid.neuron) or None
+        except Exception:  # the decode stage is optional: a page without it is still useful
+            return None
+
+    def similar(self, nid: NeuronId, top: int = 10) -> list[dict[str, Any]]:
+        try:
+            from neuron2graph.search.similarity import similar_neurons
+
+            conn = sqlite3.connect(self.path / "index.sqlite")
+            try:
+                return similar_neurons(conn, str(nid), top)
+            finally:
+                conn.close()
+        except Exception:  # no search index in this run
+            return []
+
+    def search(self, activating: list[str], important: list[str], any_: list[str]
+               ) -> list[dict[str, Any]]:
+        try:
+            from neuron2graph.search.query import search_neurons
+        except ImportError:
+            return []
+        conn = sqlite3.connect(self.path / "index.sqlite")
+        try:
+            return search_neurons(conn, activating=activating, important=important, any=any_)
+        except sqlite3.OperationalError:
+            raise N2GError("this run has no search index: run `n2g index RUN`") from None
+        finally:
+            conn.close()
+
+    def tokenize(self, text: str) -> list[str]:
+        with self._lock:  # tokenizers are not guaranteed thread-safe
+            tok = self.run.tokenizer()
+            ids = tok.encode(text, add_special_tokens=False)
+            return self.run.pieces(ids)
+
+    def predict(self, nid: NeuronId, text: str) -> dict[str, Any]:
+        graph = self.load_graph(nid)
+        if graph is None:
+            raise N2GError(f"neuron {nid} has no graph: run `n2g build RUN --neurons {nid}`")
+        tokens = self.tokenize(text[:5000])
+        return {"tokens": tokens, "pred": [round(p, 4) for p in graph.predict(tokens)]}
