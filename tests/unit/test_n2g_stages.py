@@ -73,6 +73,24 @@ def test_prune_is_exact_where_activation_is_not_monotone() -> None:
     assert res.threshold_met and len(res.token_ids) == 3
 
 
+def test_prune_keeps_a_firing_key_token_firing() -> None:
+    # Key token at 6.0 with a_max 10 (normalised 0.6, it fires). Context length 2 keeps 3.5
+    # (>= 50% of 6.0, the paper's rule) but 0.35 no longer fires; length 4 keeps 5.5 (fires).
+    def fn(seqs: Sequence[Sequence[int]]) -> list[list[float]]:
+        key = {1: 1.0, 2: 3.5, 3: 4.0, 4: 5.5}
+        return [[0.0] * (len(s) - 1) + [key.get(len(s), 6.0)] for s in seqs]
+
+    ids = [*list(range(20, 26)), KEY_ID]
+    acts = [0.0] * 6 + [6.0]
+    res = prune(ids, acts, fn, a_max=10.0)
+    assert res.threshold_met and len(res.token_ids) == 4 and res.pruned_activation == 5.5
+    paper = prune(ids, acts, fn, PruneConfig(keep_firing=None), a_max=10.0)
+    assert len(paper.token_ids) == 2 and paper.pruned_activation == 3.5
+    # An example that does not fire to begin with only needs the paper's 50%.
+    weak = prune(ids, [0.0] * 6 + [4.0], fn, a_max=10.0)
+    assert len(weak.token_ids) == 2
+
+
 def test_prune_never_met_keeps_everything_and_flags_it() -> None:
     ids = [*list(range(20, 40)), KEY_ID]
     acts = [0.0] * 20 + [10.0]

@@ -122,14 +122,18 @@ def _make_augmenter(lm: LoadedModel, runner: LayerRunner, config: N2GConfig) -> 
     if config.augmenter == "causal":
         tok = lm.tokenizer
         specials = [getattr(tok, f"{n}_token_id", None) for n in ("pad", "bos", "eos", "unk")]
-        return CausalAugmenter(runner.next_tokens, config.augment,
-                               exclude=[int(s) for s in specials if s is not None],
-                               rerank=runner.rerank)
+        return CausalAugmenter(
+            runner.next_tokens,
+            config.augment,
+            exclude=[int(s) for s in specials if s is not None],
+            rerank=runner.rerank,
+        )
     key = (config.augmenter, id(lm.tokenizer), config.augment)
     if key not in _MLM_CACHE:  # load a fill-mask model once, not once per layer or chunk
         _MLM_CACHE.clear()
-        _MLM_CACHE[key] = MaskedLMAugmenter(config.augmenter, lm.tokenizer, config.augment,
-                                            device=str(lm.device))
+        _MLM_CACHE[key] = MaskedLMAugmenter(
+            config.augmenter, lm.tokenizer, config.augment, device=str(lm.device)
+        )
     return _MLM_CACHE[key]
 
 
@@ -153,14 +157,18 @@ def _measure(
         except N2GError as exc:
             if w.alive:
                 w.fail(f"nan_activation: {exc}")
-        rows = [j for j in activating_positions(a, w.req.a_max, config.build.activation_threshold)
-                if not (bos and j == 0)]
+        rows = [
+            j
+            for j in activating_positions(a, w.req.a_max, config.build.activation_threshold)
+            if not (bos and j == 0)
+        ]
         if n in key_rows and a[key_rows[n]] > 0:
             rows = sorted(set(rows) | {key_rows[n]})
         if not w.alive:
             rows = []
-        plans.append(plan_saliency(ids, a, rows, mask_id,
-                                   skip_first=bos and not config.saliency.mask_first))
+        plans.append(
+            plan_saliency(ids, a, rows, mask_id, skip_first=bos and not config.saliency.mask_first)
+        )
     flat = [(p, v, jobs[i][0].col) for i, p in enumerate(plans) for v in p.variants]
     vacts = runner.acts([v for _p, v, _c in flat], [c for _p, _v, c in flat])
     out: list[Prompt | None] = []
@@ -189,10 +197,13 @@ def _build_layer(
     progress: Callable[[int], None] | None,
 ) -> dict[int, BuildResult]:
     start = time.perf_counter()
-    works = [_Work(col, req, BuildStats(examples=len(req.examples)))
-             for col, (_i, req) in enumerate(reqs)]
-    runner = LayerRunner(lm, layer, [r.neuron for _i, r in reqs],
-                         max_batch_tokens=config.max_batch_tokens)
+    works = [
+        _Work(col, req, BuildStats(examples=len(req.examples)))
+        for col, (_i, req) in enumerate(reqs)
+    ]
+    runner = LayerRunner(
+        lm, layer, [r.neuron for _i, r in reqs], max_batch_tokens=config.max_batch_tokens
+    )
     mask_id = resolve_mask_id(lm.tokenizer, config.saliency.mask)
     bos_id = getattr(lm.tokenizer, "bos_token_id", None) if config.keep_bos else None
     depth = lm.n_layers
@@ -212,10 +223,15 @@ def _build_layer(
         if not res.threshold_met:
             w.stats.pruned_threshold_not_met += 1
         shortest = search.chosen if res.threshold_met else None
-        w.stats.official_token_layers += official_prune_tokens(search.key, shortest,
-                                                               config.prune) * depth
-        bos = bool(bos_id is not None and res.token_ids and res.token_ids[0] == bos_id
-                   and res.key_index > 0)
+        w.stats.official_token_layers += (
+            official_prune_tokens(search.key, shortest, config.prune) * depth
+        )
+        bos = bool(
+            bos_id is not None
+            and res.token_ids
+            and res.token_ids[0] == bos_id
+            and res.key_index > 0
+        )
         key_rows[len(jobs)] = res.key_index
         w.keys.append(res.key_index)
         jobs.append((w, res.token_ids, bos, e))
@@ -258,7 +274,9 @@ def _prune_all(
                 w.stats.examples_not_firing += 1
                 continue
             try:
-                searches.append((w, e, PruneSearch(list(ex), list(acts), config.prune, bos_id)))
+                searches.append(
+                    (w, e, PruneSearch(list(ex), list(acts), config.prune, bos_id, w.req.a_max))
+                )
             except N2GError as exc:
                 w.fail(f"bad_example: {exc}")
                 break
@@ -294,8 +312,9 @@ def _augment(
         key = key_rows[n]
         row = prompt.importances.get(key)
         if row is not None:
-            positions = important_positions(row, key, config.augment.importance_threshold,
-                                            skip_first=bos)
+            positions = important_positions(
+                row, key, config.augment.importance_threshold, skip_first=bos
+            )
             if positions:
                 items.append((w, AugmentItem(ids, positions), bos, ex))
     if not items:
@@ -327,8 +346,11 @@ def _finish(
     w: _Work, req: NeuronRequest, runner: LayerRunner, config: N2GConfig, overhead: float
 ) -> BuildResult:
     nid = str(NeuronId(req.layer, req.neuron))
-    graph = (build_graph(nid, w.prompts, req.a_max, config.build) if w.alive
-             else NeuronGraph(nid, fold=config.build.fold))
+    graph = (
+        build_graph(nid, w.prompts, req.a_max, config.build)
+        if w.alive
+        else NeuronGraph(nid, fold=config.build.fold)
+    )
     depth = runner.lm.n_layers
     for prompt in w.prompts:  # the official code masks every pair, at full depth
         n = len(prompt.tokens)
