@@ -58,7 +58,8 @@ class RunView:
         m = self.run.manifest
         model = m.get("model")
         return {
-            "path": self.path.name, "model": str(model.get("spec", model) if isinstance(model, dict) else model),
+            "path": self.path.name,
+            "model": str(model.get("spec", model) if isinstance(model, dict) else model),
             "layers": self.run.layers,
             "n_neurons": self.run.n_neurons, "tokens": m.get("tokens"),
             "n_graphs": (self._query("SELECT COUNT(*) FROM graphs") or [(0,)])[0][0],
