@@ -6,6 +6,7 @@ looked up lazily and simply left out of a page when the run does not hold them. 
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import threading
 from pathlib import Path
@@ -17,8 +18,15 @@ from neuron2graph.ids import NeuronId
 SORT_KEYS = ("id", "max_act", "density", "f1", "n_nodes", "n_components")
 
 
-def _tables(conn: sqlite3.Connection) -> set[str]:
-    return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+def finite(obj: Any) -> Any:
+    """Replace NaN/inf (e.g. open-ended histogram edges) by None: JSON has no such numbers."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [finite(v) for v in obj]
+    return obj
 
 
 class RunView:
@@ -126,9 +134,9 @@ class RunView:
                 "pred": None if pred is None else [round(p, 4) for p in pred],
                 "max_act": ex.max_act,
             })
-        return {"id": str(nid), "stats": stats, "has_graph": graph is not None,
+        return finite({"id": str(nid), "stats": stats, "has_graph": graph is not None,
                 "examples": examples, "eval": self._row("eval", nid),
-                "decode": self._decode(nid), "similar": self.similar(nid)}
+                "decode": self._decode(nid), "similar": self.similar(nid)})
 
     def _row(self, table: str, nid: NeuronId) -> dict[str, Any] | None:
         if not self.has_table(table):
