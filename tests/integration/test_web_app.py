@@ -198,3 +198,10 @@ def test_static_report_from_file(run_dir: Path, tmp_path: Path, browser: object)
     assert page.locator("#try-out .pred-tok").count() == 3
     assert not errors, errors
     assert shutil.which("dot")
+
+
+def test_search_and_similar(client: TestClient) -> None:
+    hits = client.get("/api/search", params={"activating": C}).json()
+    assert NID in [h["id"] for h in hits]
+    assert client.get(f"/api/neurons/{NID}/similar").status_code == 200
+    assert client.get("/api/neurons/0:x/similar").status_code == 404

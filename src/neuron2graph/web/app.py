@@ -92,7 +92,8 @@ def page_context(view: RunView, nid_text: str, *, static: bool = False) -> dict[
 def create_app(run_path: str | Path, *, model: str | None = None) -> FastAPI:
     view = RunView(run_path)
     app = FastAPI(title="neuron2graph browser", version="1",
-                  description="Neuron pages and JSON API over one run directory.")
+                  description="Neuron pages and JSON API over one run directory.",
+                  docs_url=None, redoc_url=None)  # their UIs load scripts from a CDN
     app.state.view = view
     app.state.model = model
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -160,29 +160,39 @@ class RunView:
         except Exception:  # the decode stage is optional: a page without it is still useful
             return None
 
+    def _search_conn(self) -> sqlite3.Connection:
+        """The run's db with an up-to-date search index (built on first use, as `n2g search`)."""
+        from neuron2graph.search import connect, index_run, is_stale
+
+        conn = connect(self.run.db())
+        with self._lock:
+            if is_stale(self.run, conn=conn):
+                index_run(self.run, conn=conn, progress=False)
+        return conn
+
     def similar(self, nid: NeuronId, top: int = 10) -> list[dict[str, Any]]:
         try:
-            from neuron2graph.search.similarity import similar_neurons
+            from neuron2graph.search import similar_neurons
 
-            conn = sqlite3.connect(self.path / "index.sqlite")
-            try:
-                return similar_neurons(conn, str(nid), top)
-            finally:
-                conn.close()
-        except Exception:  # no search index in this run
+            conn = self._search_conn()
+        except Exception:  # no search stage or no graphs: the page just has no list
             return []
+        try:
+            return similar_neurons(conn, str(nid), top)
+        except Exception:
+            return []
+        finally:
+            conn.close()
 
     def search(self, activating: list[str], important: list[str], any_: list[str]
                ) -> list[dict[str, Any]]:
         try:
-            from neuron2graph.search.query import search_neurons
+            from neuron2graph.search import search_neurons
         except ImportError:
-            return []
-        conn = sqlite3.connect(self.path / "index.sqlite")
+            raise N2GError("this neuron2graph has no search stage") from None
+        conn = self._search_conn()
         try:
             return search_neurons(conn, activating=activating, important=important, any=any_)
-        except sqlite3.OperationalError:
-            raise N2GError("this run has no search index: run `n2g index RUN`") from None
         finally:
             conn.close()
 
