@@ -174,6 +174,8 @@ def test_pages_in_chromium(server: str, browser: object) -> None:
     page.hover("#graph g.n2g-activating")
     assert page.is_visible("#tip") and "activating" in page.inner_text("#tip")
     assert page.locator("#hist-svg rect").count() > 0
+    page.click("#graph g.n2g-activating")
+    assert page.locator("#examples .example.hl-ex").count() >= 1
     page.fill("#try-text", f"the {C} sat")
     page.click("#try-go")
     page.wait_for_selector("#try-out .pred-tok")

@@ -121,7 +121,8 @@ class RunView:
     def load_graph(self, nid: NeuronId) -> Any:
         return self.run.load_graph(nid)
 
-    def neuron(self, nid: NeuronId, *, k: int = 20) -> dict[str, Any]:
+    def neuron(self, nid: NeuronId, *, k: int | None = None) -> dict[str, Any]:
+        """Stats, every recorded top example (the builder numbers its examples the same way)."""
         stats = self.run.neuron_stats(nid)
         graph = self.load_graph(nid)
         a_max = stats["max_act"] or 1.0

@@ -74,9 +74,13 @@ const N2G = (() => {
       const t = g.querySelector("title"); if (t) t.remove();
       g.addEventListener("mouseenter", ev => {
         const val = n.kind === "activating" ? `activation ${fmt(n.activation, 2)}` : `importance ${fmt(n.importance, 2)}`;
-        tip.innerHTML = `<b>${esc(vis(JSON.stringify(n.token)))}</b> · ${n.kind} · ${val}${n.ends ? ` · ends a path (predicts ${fmt(n.end_activation, 2)})` : ""}<br>depth ${n.depth - 1} to the left<br>examples: ${n.examples.length ? n.examples.map(x => "#" + x).join(", ") : "–"}`;
+        tip.innerHTML = `<b>${esc(vis(JSON.stringify(n.token)))}</b> · ${n.kind} · ${val}${n.ends ? ` · ends a path (predicts ${fmt(n.end_activation, 2)})` : ""}<br>depth ${n.depth - 1} to the left<br>examples: ${n.examples.length ? n.examples.map(x => "#" + x).join(", ") + " (click to mark them)" : "–"}`;
         tip.hidden = false; g.classList.add("hl"); move(ev); });
       g.addEventListener("mousemove", move);
+      g.addEventListener("click", () => { // mark the examples this node came from
+        const divs = [...ex.querySelectorAll(".example")];
+        divs.forEach((d, k) => d.classList.toggle("hl-ex", n.examples.includes(k)));
+        const first = divs.find(d => d.classList.contains("hl-ex")); if (first) first.scrollIntoView({behavior: "smooth", block: "center"}); });
       g.addEventListener("mouseleave", () => { tip.hidden = true; g.classList.remove("hl"); });
     });
     function move(ev) { tip.style.left = (ev.pageX + 12) + "px"; tip.style.top = (ev.pageY + 12) + "px"; }
