@@ -19,6 +19,8 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from system_tools import require_tool
+
 sys.path.insert(0, str(Path(__file__).parent))
 from n2g_planted import LAYER, PAIR, SINGLE, A, B, C, planted_llama
 
@@ -146,8 +148,7 @@ def server(run_dir: Path) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian chromium not installed (make sysdeps)")
+    require_tool(CHROMIUM, "install Debian chromium (make sysdeps)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:

@@ -190,7 +190,7 @@ def test_protocol_end_to_end_and_resume(tmp_path: Path) -> None:
     assert P.run_protocol(run, sel, cfg, boom, progress=False).computed == 0
 
     # Other settings refuse to mix with these results unless --overwrite.
-    with pytest.raises(N2GError, match="other settings.*seed: 0 then, 1 now"):
+    with pytest.raises(N2GError, match=r"other settings.*seed: 0 then, 1 now"):
         P.run_protocol(run, sel, P.EvalConfig(seed=1), boom, progress=False)
     db = run.db()
     assert db.execute("SELECT COUNT(*) FROM eval").fetchone()[0] == 6

@@ -10,6 +10,7 @@ import pytest
 
 from neuron2graph.n2g.graph import NeuronGraph
 from neuron2graph.web.draw import condense, display_token, render
+from system_tools import require_tool
 
 
 def graph() -> NeuronGraph:
@@ -43,8 +44,8 @@ def test_display_token() -> None:
     assert display_token(" ") == "␣"
 
 
-@pytest.mark.skipif(shutil.which("dot") is None, reason="Debian graphviz not installed")
 def test_render_formats() -> None:
+    require_tool("dot", "install Debian graphviz (make sysdeps)")
     g = graph()
     svg = render(g, "svg").decode()
     assert "<svg" in svg and 'id="n1_0"' in svg and "␣except" in svg
