@@ -61,7 +61,7 @@ def serve(
         "--model", "--load-model", "-m",
         help="Also show the model's real activations in the try-it box (loads torch).")] = None,
 ) -> None:
-    """Serve the neuron browser and JSON API (/docs for the API) over one run."""
+    """Serve the neuron browser and JSON API (/api/..., schema at /openapi.json) over one run."""
     import uvicorn
 
     from neuron2graph.web.app import create_app
