@@ -28,7 +28,7 @@ step "4/8 draw the graph of $NEURON"
 $N2G show "$RUN" --neuron "$NEURON" --format svg --out "$RUN/$(tr : _ <<<"$NEURON").svg"
 
 step "5/8 evaluate: the paper's protocol on 2 neurons per layer, with baselines"
-$N2G eval "$RUN" --layers 0-3 --per-layer 2 --seed 0 --max-minutes 6 -q
+$N2G eval "$RUN" --layers 0-3 --per-layer 2 --seed 0 --max-minutes 4 -q
 
 step "6/8 decode every neuron of layers 0-3 through the LM head; find and clamp a 'water' neuron"
 $N2G decode --model smollm2-135m --layers 0-3 --out "$RUN"
