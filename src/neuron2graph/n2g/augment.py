@@ -63,6 +63,10 @@ RerankFn = Callable[[Sequence[int], int, Sequence[int]], list[float]]
 """(prompt, position k, candidate ids) -> whole-prompt log-probability of each substitution, up to
 a constant shared by the candidates (LayerRunner.rerank: the prefix runs once, KV-cached)."""
 
+RerankManyFn = Callable[[Sequence[tuple[Sequence[int], int, Sequence[int]]]], list[list[float]]]
+"""`RerankFn` for many (prompt, k, candidates) groups in one call (LayerRunner.rerank_many: a few
+padded forwards instead of one model call per group, which dominated the augmenter's time)."""
+
 
 class CausalAugmenter:
     """Substitutes proposed by the studied causal model (no extra model, batched)."""
@@ -74,11 +78,14 @@ class CausalAugmenter:
         *,
         exclude: Sequence[int] = (),
         rerank: RerankFn | None = None,
+        rerank_many: RerankManyFn | None = None,
     ) -> None:
         self.next_tokens = next_tokens
         self.config = config or AugmentConfig()
         self.exclude = set(int(i) for i in exclude)
         self.rerank = rerank
+        self.rerank_many = rerank_many
+        """Preferred over `rerank` when given: same scores, all groups in one call."""
 
     def augment(self, items: Sequence[AugmentItem]) -> list[list[list[int]]]:
         cfg = self.config
@@ -104,13 +111,19 @@ class CausalAugmenter:
         if not cand_prompts:
             return out
         ranked: dict[tuple[int, int], list[tuple[float, list[int]]]] = {}
-        if self.rerank is not None:  # per (prompt, position), sharing the prefix's forward
+        if self.rerank_many is not None or self.rerank is not None:  # per (prompt, position)
             groups: dict[tuple[int, int], list[list[int]]] = {}
             for prompt, owner in zip(cand_prompts, owners, strict=True):
                 groups.setdefault(owner, []).append(prompt)
-            for (i, k), prompts in groups.items():
-                scores = self.rerank(items[i].token_ids, k, [p[k] for p in prompts])
-                ranked[(i, k)] = list(zip(scores, prompts, strict=True))
+            requests = [(items[i].token_ids, k, [p[k] for p in prompts])
+                        for (i, k), prompts in groups.items()]
+            if self.rerank_many is not None:
+                all_scores = self.rerank_many(requests)
+            else:
+                assert self.rerank is not None
+                all_scores = [self.rerank(*req) for req in requests]
+            for (owner, prompts), scores in zip(groups.items(), all_scores, strict=True):
+                ranked[owner] = list(zip(scores, prompts, strict=True))
         else:
             scored = self.next_tokens(cand_prompts, 1)
             for prompt, owner, (_ti, _tl, tok_logp) in zip(cand_prompts, owners, scored,

@@ -126,7 +126,7 @@ def _make_augmenter(lm: LoadedModel, runner: LayerRunner, config: N2GConfig) -> 
             runner.next_tokens,
             config.augment,
             exclude=[int(s) for s in specials if s is not None],
-            rerank=runner.rerank,
+            rerank_many=runner.rerank_many,
         )
     key = (config.augmenter, id(lm.tokenizer), config.augment)
     if key not in _MLM_CACHE:  # load a fill-mask model once, not once per layer or chunk

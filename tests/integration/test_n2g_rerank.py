@@ -1,0 +1,80 @@
+"""The batched re-ranking (`LayerRunner.rerank_many`) scores exactly like the per-group `rerank`."""
+
+from __future__ import annotations
+
+import pytest
+
+from neuron2graph.n2g.augment import AugmentConfig, AugmentItem, CausalAugmenter
+from neuron2graph.n2g.runner import LayerRunner
+from neuron2graph.testing import tiny_model
+
+# prompts of different lengths; k = 0, 1, middle and last position of each
+REQUESTS: list[tuple[list[int], int, list[int]]] = [
+    ([5, 9, 12, 30, 7, 22], 0, [40, 41, 42]),
+    ([5, 9, 12, 30, 7, 22], 1, [40, 41, 42, 43]),
+    ([5, 9, 12, 30, 7, 22], 5, [40, 41]),
+    ([8, 3], 1, [44, 45, 46]),
+    ([11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47], 4, [50, 51, 52, 53, 54]),
+    ([11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47], 10, [50, 51]),
+    ([6], 0, [7, 8]),
+]
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2", "gpt_neox", "opt", "qwen2", "gemma"])
+def test_rerank_many_equals_per_group_rerank(family: str) -> None:
+    lm = tiny_model(family, n_layers=2)
+    runner = LayerRunner(lm, 0, [0], max_batch_tokens=40, max_rows=5)  # several batches
+    batched = runner.rerank_many(REQUESTS)
+    for (prompt, k, cands), got in zip(REQUESTS, batched, strict=True):
+        want = runner.rerank(prompt, k, cands)
+        assert got == pytest.approx(want, abs=1e-4)
+        assert sorted(range(len(got)), key=lambda i: -got[i]) == sorted(
+            range(len(want)), key=lambda i: -want[i])
+
+
+def test_rerank_many_matches_brute_force_and_charges_full_rows() -> None:
+    lm = tiny_model("llama", n_layers=2)
+    runner = LayerRunner(lm, 0, [0])
+    batched = runner.rerank_many(REQUESTS)
+    rows = {(tuple([*p[:k], c, *p[k + 1 :]]), k) for p, k, cs in REQUESTS for c in cs}
+    assert runner.meters[0].token_layers == pytest.approx(
+        sum(len(s) for s, _k in rows) * lm.n_layers)
+    for (prompt, k, cands), got in zip(REQUESTS, batched, strict=True):
+        full = [[*prompt[:k], c, *prompt[k + 1 :]] for c in cands]
+        tok = [t[2] for t in runner.next_tokens(full, 1)]  # tok[p] = log p(token p | tokens < p)
+        brute = [float(t[k + 1 :].sum()) + (float(t[k]) if k > 0 else 0.0) for t in tok]
+        assert got == pytest.approx(brute, abs=1e-4)
+
+
+def test_rerank_many_empty_and_shared_bill() -> None:
+    lm = tiny_model("llama", n_layers=2)
+    runner = LayerRunner(lm, 0, [3, 4])
+    assert runner.rerank_many([]) == []
+    with runner.shared([1.0, 3.0]):
+        runner.rerank_many([([5, 9, 12], 1, [40, 41])])
+    a, b = runner.meters
+    assert (a.token_layers, b.token_layers) == pytest.approx((6 * 2 / 4, 6 * 2 * 3 / 4))
+
+
+def test_augmenter_same_prompts_with_batched_rerank() -> None:
+    lm = tiny_model("llama", n_layers=2)
+    runner = LayerRunner(lm, 0, [0])
+    cfg = AugmentConfig(n_substitutes=3, min_prob=0.0)
+    items = [AugmentItem([1, 5, 9, 12, 30, 7], [1, 3, 5]), AugmentItem([1, 8, 3], [2])]
+    per_group = CausalAugmenter(runner.next_tokens, cfg, rerank=runner.rerank).augment(items)
+    batched = CausalAugmenter(runner.next_tokens, cfg,
+                              rerank_many=runner.rerank_many).augment(items)
+    assert batched == per_group
+    assert sum(len(p) for p in batched) == 3 * 4
+
+
+def test_batches_bound_padding_waste() -> None:
+    from neuron2graph.n2g.runner import _batches
+
+    lengths = [3, 7, 7, 7, 7, 8, 8, 9, 11]
+    groups = list(_batches(lengths, max_tokens=1000, max_rows=100, max_waste=0.1))
+    assert [i for g in groups for i in g] == list(range(len(lengths)))
+    for g in groups:
+        width = max(lengths[i] for i in g)
+        assert len(g) == 1 or len(g) * width <= 1.1 * sum(lengths[i] for i in g)
+    assert len(list(_batches(lengths, 1000, 100))) == 1  # no bound: one batch
