@@ -16,6 +16,7 @@ Everything else is zero. Residual layout: 0 = constant 1, 1 = is A, 2 = is B, 3 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import torch
 
@@ -79,3 +80,12 @@ def planted_llama() -> LoadedModel:
         mlp_mod.up_proj.weight[SINGLE, 0] = 1.0
         mlp_mod.up_proj.weight[PAIR, 0] = 1.0
     return wrap_model(model, tok, spec="planted-llama", device="cpu")
+
+
+def save_planted(root: Path) -> Path:
+    """Save the planted model and its tokenizer under root/model, for `--model <folder>` tests."""
+    lm = planted_llama()
+    model_dir = root / "model"
+    lm.model.save_pretrained(model_dir)
+    lm.tokenizer.save_pretrained(model_dir)
+    return model_dir

@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).parent))
-from n2g_planted import LAYER, PAIR, SINGLE, A, B, C, planted_llama
+from n2g_planted import LAYER, PAIR, SINGLE, A, B, C, save_planted
 
 from neuron2graph.cli import app
 from neuron2graph.evaluate.protocol import layer_order
@@ -29,10 +29,7 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("evalcli")
-    lm = planted_llama()
-    model_dir = root / "model"
-    lm.model.save_pretrained(model_dir)
-    lm.tokenizer.save_pretrained(model_dir)
+    model_dir = save_planted(root)
     rng = random.Random(0)
     filler = [w for w in WORDS if w not in (A, B, C)]
     words = []

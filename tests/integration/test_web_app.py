@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from system_tools import require_tool
 
 sys.path.insert(0, str(Path(__file__).parent))
-from n2g_planted import LAYER, PAIR, SINGLE, A, B, C, planted_llama
+from n2g_planted import LAYER, PAIR, SINGLE, A, B, C, save_planted
 
 from neuron2graph.cli import app as cli
 from neuron2graph.testing import WORDS
@@ -38,10 +38,7 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("web")
-    lm = planted_llama()
-    model_dir = root / "model"
-    lm.model.save_pretrained(model_dir)
-    lm.tokenizer.save_pretrained(model_dir)
+    model_dir = save_planted(root)
     rng = random.Random(1)
     filler = [w for w in WORDS if w not in (A, B, C)]
     words: list[str] = []
