@@ -24,19 +24,13 @@ from neuron2graph.evaluate.protocol import EvalConfig, run_protocol, select_neur
 from neuron2graph.evaluate.report import build_results, markdown_table
 from neuron2graph.ids import NeuronId
 from neuron2graph.models import neuron_activations
+from neuron2graph.store.run import Example
 from neuron2graph.testing import WORDS
 from neuron2graph.tokens import token_pieces
 
 FILLER = [w for w in WORDS if w not in (A, B, C)]
 
 
-@dataclass
-class Ex:
-    window: int
-    token_ids: list[int]
-    tokens: list[str]
-    acts: list[float]
-    max_act: float
 
 
 @dataclass
@@ -45,31 +39,31 @@ class PlantedRun:
 
     path: Path
     lm: Any
-    top: dict[int, list[Ex]] = field(default_factory=dict)
-    sample: dict[int, list[Ex]] = field(default_factory=dict)
+    top: dict[int, list[Example]] = field(default_factory=dict)
+    sample: dict[int, list[Example]] = field(default_factory=dict)
     manifest: dict[str, Any] = field(default_factory=lambda: {"model": "planted-llama"})
     layers: list[int] = field(default_factory=lambda: [LAYER])
     n_neurons: int = 8
 
-    def windows(self, neuron: int, texts: list[list[str]], first: int) -> list[Ex]:
+    def windows(self, neuron: int, texts: list[list[str]], first: int) -> list[Example]:
         enc = self.lm.tokenizer.convert_tokens_to_ids
         ids = [[1, *enc(t)] for t in texts]  # BOS first, like recorded corpus windows
         acts = neuron_activations(self.lm, ids, LAYER, [neuron])
         out = []
         for i, (tok, a) in enumerate(zip(ids, acts, strict=True)):
             row = a[:, 0].tolist()
-            out.append(Ex(first + i, tok, token_pieces(self.lm.tokenizer, tok), row, max(row)))
+            out.append(Example(first + i, tok, token_pieces(self.lm.tokenizer, tok), row, max(row)))
         return out
 
     def a_max(self, nid: Any) -> float:
         exs = self.top.get(nid.neuron, []) + self.sample.get(nid.neuron, [])
         return max((e.max_act for e in exs), default=0.0)
 
-    def top_examples(self, nid: Any, k: int | None = None) -> list[Ex]:
+    def top_examples(self, nid: Any, k: int | None = None) -> list[Example]:
         exs = sorted(self.top.get(nid.neuron, []), key=lambda e: -e.max_act)
         return exs[:k] if k is not None else exs
 
-    def sample_examples(self, nid: Any) -> list[Ex]:
+    def sample_examples(self, nid: Any) -> list[Example]:
         return self.sample.get(nid.neuron, [])
 
     def db(self) -> Any:

@@ -22,20 +22,12 @@ from neuron2graph.evaluate import protocol as P
 from neuron2graph.evaluate.report import build_results, load_results, render_table, write_report
 from neuron2graph.ids import NeuronId
 from neuron2graph.n2g.graph import NeuronGraph
+from neuron2graph.store.run import Example
 
 
-@dataclass
-class Ex:
-    window: int
-    token_ids: list[int]
-    tokens: list[str]
-    acts: list[float]
-    max_act: float
-
-
-def _example(window: int, ids: list[int], fire_on: int) -> Ex:
+def _example(window: int, ids: list[int], fire_on: int) -> Example:
     acts = [2.0 if t == fire_on else (0.4 if t == 9 else 0.0) for t in ids]
-    return Ex(window, ids, [f"w{t}" for t in ids], acts, max(acts))
+    return Example(window, ids, [f"w{t}" for t in ids], acts, max(acts))
 
 
 @dataclass
@@ -51,7 +43,7 @@ class FakeRun:
     def a_max(self, nid: Any) -> float:
         return 0.0 if nid.neuron == 0 else 2.0
 
-    def top_examples(self, nid: Any, k: int | None = None) -> list[Ex]:
+    def top_examples(self, nid: Any, k: int | None = None) -> list[Example]:
         if nid.neuron == 0:
             return []
         n = 5 if nid.neuron == 1 else 24
@@ -62,7 +54,7 @@ class FakeRun:
         ]
         return out[:k] if k is not None else out
 
-    def sample_examples(self, nid: Any) -> list[Ex]:
+    def sample_examples(self, nid: Any) -> list[Example]:
         f = self._fire_on(nid)
         # Window 100*layer is a top example: it must be left out of the false-firing text.
         windows = [100 * nid.layer, 5000, 5001, 5002]
