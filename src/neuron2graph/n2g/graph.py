@@ -74,13 +74,15 @@ class Node:
             yield from child.walk()
 
     def to_json(self) -> dict[str, Any]:
+        # Numbers are written at full precision (JSON floats round-trip exactly through repr), so
+        # a saved graph predicts bit-identically to the graph that was saved.
         out: dict[str, Any] = {"token": self.token}
         if self.importance:
-            out["importance"] = round(self.importance, 6)
+            out["importance"] = self.importance
         if self.activation:
-            out["activation"] = round(self.activation, 6)
+            out["activation"] = self.activation
         if self.end_activation is not None:
-            out["end_activation"] = round(self.end_activation, 6)
+            out["end_activation"] = self.end_activation
             out["end_count"] = self.end_count
         if self.examples:
             out["examples"] = self.examples

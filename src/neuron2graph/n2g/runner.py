@@ -9,6 +9,7 @@ the seconds spent inside model forwards, shared out in proportion to each neuron
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -212,11 +213,11 @@ class LayerRunner:
         if k > 0:
             pre = lm.model(input_ids=torch.tensor([list(prompt[:k])], device=lm.device),
                            use_cache=True)
-            cache = pre.past_key_values
+            cache = _cache_of(pre)
             cache.batch_repeat_interleave(m)
             cand = torch.tensor([int(c) for c in candidates], device=lm.device)
             first = pre.logits[0, -1].float().log_softmax(-1)[cand]
-            out = lm.model(input_ids=suffix, past_key_values=cache, use_cache=True)
+            out = lm.model(input_ids=suffix, use_cache=True, **{_cache_kwarg(lm.model): cache})
         else:
             out = lm.model(input_ids=suffix, use_cache=False)
         logp = out.logits.float().log_softmax(-1)
@@ -294,3 +295,18 @@ class LayerRunner:
     def _vocab(self) -> int:
         cfg = getattr(self.lm.model, "config", None)
         return int(getattr(cfg, "vocab_size", 50_000) or 50_000)
+
+
+def _cache_of(output: Any) -> Any:
+    """The KV cache of a model output: `cache` from transformers 5.2x on, `past_key_values`
+    before (reading the old name on new versions is a deprecated alias)."""
+    cache = getattr(output, "cache", None)
+    return cache if cache is not None else output.past_key_values
+
+
+def _cache_kwarg(model: Any) -> str:
+    """The forward argument that takes a KV cache: `cache` on current transformers (passing
+    `past_key_values` there warns that it will be removed), `past_key_values` on older ones."""
+    params = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
