@@ -97,8 +97,11 @@ class LocalChat:
             part = [self.render(m) for m in batch[i : i + self.batch_size]]
             t0 = time.perf_counter()
             enc = self._encode(part)
+            limit = getattr(self.model.config, "max_position_embeddings", None)
+            used = int(enc["input_ids"].shape[1])
+            room = max_tokens if limit is None else min(max_tokens, int(limit) - used)
             with torch.no_grad():
-                gen = self.model.generate(**enc, max_new_tokens=max_tokens, do_sample=False,
+                gen = self.model.generate(**enc, max_new_tokens=max(1, room), do_sample=False,
                                           pad_token_id=self.tokenizer.pad_token_id)
             self.seconds += time.perf_counter() - t0
             new = gen[:, enc["input_ids"].shape[1]:]
