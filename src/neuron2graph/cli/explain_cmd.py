@@ -233,3 +233,24 @@ def score_command(
     typer.echo(md)
     typer.echo(f"\n{len(out.rows)} units ({out.computed} scored now, {out.reused} reused) in "
                f"{out.seconds:.1f} s; failed judge calls: {failed or 'none'}")
+
+
+@command("llm-serve")
+def llm_serve_command(
+    model: Annotated[
+        str, typer.Option(help="Alias (smollm2-135m), local folder or hub name of a causal LM.")
+    ] = "smollm2-135m",
+    host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = (
+        "127.0.0.1"),
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    name: Annotated[
+        str | None, typer.Option(help="Model name clients send (default: --model).")
+    ] = None,
+    device: DeviceOpt = "cpu",
+) -> None:
+    """Serve a transformers causal LM as an OpenAI-compatible endpoint (/v1/models,
+    /v1/chat/completions with logprobs, /v1/completions with echo + logprobs)."""
+    from neuron2graph.explain.server import serve
+
+    typer.echo(f"serving {name or model} on http://{host}:{port}/v1 (Ctrl-C stops)", err=True)
+    serve(model, host=host, port=port, device=device, name=name)
