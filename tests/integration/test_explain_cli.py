@@ -72,6 +72,17 @@ def test_explain_score_search(planted: tuple[Path, Path]) -> None:
     found = _cli("search", str(run), "--explanation", "cat")
     assert {r["unit"] for r in found["results"]} >= {"1:0"}
 
+    from fastapi.testclient import TestClient
+
+    from neuron2graph.web.app import create_app
+
+    client = TestClient(create_app(run))
+    page = client.get("/neurons/1:1")
+    assert page.status_code == 200 and "Explanations" in page.text
+    assert "sentence:graph" in page.text and "hard negative" in page.text
+    api = client.get("/api/neurons/1:1").json()
+    assert {e["explainer"] for e in api["explain"]["explanations"]} == {"graph", "tokens"}
+
 
 def test_other_settings_refuse_to_mix(planted: tuple[Path, Path]) -> None:
     run, _ = planted
