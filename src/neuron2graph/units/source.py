@@ -37,6 +37,9 @@ class ActivationSource(ABC):
 
     kind: str = ""
     site: str = ""
+    sparse: bool = False
+    """True when most activations are exactly zero (SAE latents): recording then keeps the random
+    sample as nonzeros only. Neurons are dense; either way the stored values are identical."""
 
     def __init__(self, lm: LoadedModel) -> None:
         self.lm = lm
