@@ -21,6 +21,9 @@ def record_command(
         "default"
     ),
     layers: Annotated[str, typer.Option(help="Layers to record, e.g. 0,1,2 or 0-3.")] = "0-3",
+    units: Annotated[
+        str, typer.Option(help="Unit kind to record: neurons (MLP neurons); see docs/units.md.")
+    ] = "neurons",
     max_tokens: Annotated[
         int, typer.Option(help="Stop after this many tokens; 0 reads the whole corpus.")
     ] = 100_000,
@@ -41,7 +44,7 @@ def record_command(
     progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
     as_json: JsonOpt = False,
 ) -> None:
-    """Record top examples, a random sample and statistics of every neuron of some layers."""
+    """Record top examples, a random sample and statistics of every unit of some layers."""
     from neuron2graph.ids import parse_layers
     from neuron2graph.record.config import RecordConfig, run_identity
     from neuron2graph.record.recorder import existing_identity, identity_diff
@@ -59,7 +62,8 @@ def record_command(
         old = found[1]
         names = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
         want = old.get("dtype", "") if dtype == "auto" else names.get(dtype, dtype)
-        ident = run_identity(config, model=model, layers=layer_list, corpus=corpus, dtype=want)
+        ident = run_identity(config, model=model, layers=layer_list, corpus=corpus, dtype=want,
+                             units=units)
         diff = identity_diff(old, ident)
         if not diff:
             typer.echo(f"{out} already holds this recording (same configuration): nothing to do",
@@ -74,14 +78,16 @@ def record_command(
     from neuron2graph.corpus import describe_corpus, iter_documents, iter_windows
     from neuron2graph.models import load_model
     from neuron2graph.record import record
+    from neuron2graph.units import make_source
 
     description = describe_corpus(corpus)
     lm = load_model(model, device=device, dtype=None if dtype == "auto" else dtype)
+    source = make_source(units, lm)
     for layer in layer_list:
-        lm.check_neuron(layer)
+        source.check(layer)
     windows = iter_windows(iter_documents(corpus), lm.tokenizer, length=window, bos=bos)
     record(lm, windows, layer_list, out, config, progress=progress, corpus=description,
-           overwrite=overwrite)
+           overwrite=overwrite, source=source)
     _print_info(out, as_json)
 
 
