@@ -63,7 +63,8 @@ def test_sparse_sample_of_neurons_equals_the_dense_one(lm: LoadedModel, tmp_path
 def test_sparse_latents_sample_matches_a_fresh_forward(lm: LoadedModel, tmp_path: Path) -> None:
     source = random_latents(lm, 300, k=8)
     run = _record(lm, tmp_path / "latents", source)
-    assert run.manifest["units"] == "random-latents" and run.n_neurons == 300
+    assert run.manifest["units"] == run.units == "random-latents" and run.n_neurons == 300
+    assert run.unit_site == "resid_post"
     files = load_file(str(tmp_path / "latents" / "record" / "layer_2.safetensors"))
     nnz = len(files["sample_val"])
     assert 0 < nnz <= CONFIG.sample * WINDOW * 8  # at most k nonzeros per token

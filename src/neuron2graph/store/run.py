@@ -126,7 +126,18 @@ class Run:
 
     @property
     def n_neurons(self) -> int:
+        """Units per layer (named for the first unit kind; see `units`)."""
         return int(self.manifest["n_neurons"])
+
+    @property
+    def units(self) -> str:
+        """The unit kind the run holds (docs/units.md); runs from before unit kinds: neurons."""
+        return str(self.manifest.get("units") or "neurons")
+
+    @property
+    def unit_site(self) -> str:
+        """The site prefix of the run's qualified unit ids (`mlp/3:41`)."""
+        return str(self.manifest.get("unit_site") or "mlp")
 
     @property
     def n_layers(self) -> int:
