@@ -157,6 +157,23 @@ def upsert_row(db: sqlite3.Connection, row: dict[str, Any]) -> None:
         db.execute(f"INSERT OR REPLACE INTO eval VALUES ({marks})", values)
 
 
+def rebuild_table(run_path: Path, db: sqlite3.Connection) -> int:
+    """Derive the `eval` table from the per-unit files (`n2g reindex`); returns rows written."""
+    rows = []
+    for path in sorted((eval_dir(run_path) / "neurons").glob("*.json")):
+        layer, _, neuron = path.stem.partition("_")
+        if layer.isdigit() and neuron.isdigit():
+            row = load_neuron(run_path, NeuronId(int(layer), int(neuron)))
+            if row is not None:
+                rows.append(row)
+    with db:
+        db.execute("DROP TABLE IF EXISTS eval")
+        db.execute(EVAL_SCHEMA)
+    for row in rows:
+        upsert_row(db, row)
+    return len(rows)
+
+
 def _clear_table(run_path: Path) -> None:
     from neuron2graph.store import db as dbmod
 
@@ -179,6 +196,7 @@ __all__ = [
     "graph_file",
     "load_neuron",
     "neuron_file",
+    "rebuild_table",
     "save_neuron",
     "upsert_row",
 ]
