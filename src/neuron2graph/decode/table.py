@@ -43,20 +43,29 @@ def write_layer_rows(conn: sqlite3.Connection, layer: int, rows: Iterable[Decode
 
 
 def rebuild_table(run: Any, conn: sqlite3.Connection) -> int:
-    """Derive the `decode` table from RUN/decode/layer_*.safetensors (`n2g reindex`): token
-    pieces come from the run's saved tokenizer, so no model and no torch are needed."""
+    """Derive the whole `decode` table from RUN/decode/layer_*.safetensors (`n2g reindex`)."""
+    from neuron2graph.store import layout
+
+    with conn:
+        conn.execute("DROP TABLE IF EXISTS decode")
+    layers = sorted(int(p.stem.removeprefix("layer_"))
+                    for p in layout.decode_dir(run.path).glob("layer_*.safetensors"))
+    return index_layers(run, conn, layers)
+
+
+def index_layers(run: Any, conn: sqlite3.Connection, layers: Sequence[int]) -> int:
+    """Replace the `decode` rows of `layers` with those of their files. Token pieces come from
+    the run's saved tokenizer, so no model and no torch are needed."""
     from safetensors import safe_open
 
     from neuron2graph.store import layout
     from neuron2graph.tokens import token_pieces
 
-    with conn:
-        conn.execute("DROP TABLE IF EXISTS decode")
     ensure_table(conn)
     n = 0
     tokenizer = None
-    for path in sorted(layout.decode_dir(run.path).glob("layer_*.safetensors")):
-        layer = int(path.stem.removeprefix("layer_"))
+    for layer in layers:
+        path = layout.decode_layer_file(run.path, layer)
         with safe_open(str(path), framework="numpy") as fh:
             names = [n for n in list(fh.keys()) if n.endswith("_ids")]
             kinds = {name[: -len("_ids")]: (fh.get_tensor(name),
