@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     )
     from neuron2graph.decode.table import decoded_layers, decoded_tokens
     from neuron2graph.decode.topk import TopK, chunked_topk
-    from neuron2graph.decode.weights import FinalNorm, neuron_directions, register_read_sites
+    from neuron2graph.decode.weights import FinalNorm, neuron_directions
 
 _WHERE = {
     "ClampReport": "clamp", "clamp_report": "clamp", "clamped": "clamp",
@@ -42,7 +42,7 @@ _WHERE = {
     "load_layer": "store", "note_in_manifest": "store", "save_layer": "store",
     "decoded_layers": "table", "decoded_tokens": "table",
     "TopK": "topk", "chunked_topk": "topk",
-    "FinalNorm": "weights", "neuron_directions": "weights", "register_read_sites": "weights",
+    "FinalNorm": "weights", "neuron_directions": "weights",
 }
 
 __all__ = [
@@ -66,7 +66,6 @@ __all__ = [
     "neuron_logits",
     "note_in_manifest",
     "plot_comparison",
-    "register_read_sites",
     "save_layer",
     "single_token_id",
 ]
