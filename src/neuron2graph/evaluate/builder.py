@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Any
 
+from neuron2graph.dtypes import short_name
 from neuron2graph.errors import N2GError
 from neuron2graph.evaluate.predictors import graph_predictors, official_config
 from neuron2graph.evaluate.protocol import BuildFn, RunLike, TrainSet
@@ -81,10 +82,6 @@ def _recorded_acts(run: RunLike, ts: TrainSet) -> list[list[float]] | None:
     return [a for a in acts if a is not None]
 
 
-_DTYPE_NAMES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16",
-                "fp32": "fp32", "fp16": "fp16", "bf16": "bf16"}
-
-
 def load_run_model(run: RunLike, *, device: str = "auto", dtype: str | None = None) -> LoadedModel:
     """The model a run was recorded with (by default in the dtype it was recorded in).
 
@@ -104,7 +101,7 @@ def load_run_model(run: RunLike, *, device: str = "auto", dtype: str | None = No
         recorded = (model.get("dtype") if isinstance(model, dict) else None) or (
             run.manifest.get("identity") or {}
         ).get("dtype")
-        dtype = _DTYPE_NAMES.get(str(recorded))
+        dtype = short_name(recorded)
     lm = load_model(spec, device=device, dtype=dtype)
     want = run.manifest.get("weights_hash")
     if want and want != lm.weights_hash:

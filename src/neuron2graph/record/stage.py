@@ -13,13 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from neuron2graph.dtypes import torch_name
 from neuron2graph.errors import N2GError
 from neuron2graph.record.config import RecordConfig, identity_diff, run_identity
 from neuron2graph.stages.config import runtime
 from neuron2graph.stages.manifest import StageManifest
 from neuron2graph.store import layout
-
-DTYPE_TORCH_NAMES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 
 @dataclass(frozen=True)
@@ -45,8 +44,7 @@ def _already_done(config: RecordStageConfig, out: Path, overwrite: bool) -> bool
         return False
     old = found[1]
     # "auto" resolves only once the device is known: compare it loosely.
-    want = old.get("dtype", "") if config.dtype is None else DTYPE_TORCH_NAMES.get(
-        config.dtype, config.dtype)
+    want = old.get("dtype", "") if config.dtype is None else torch_name(config.dtype)
     ident = run_identity(config.record, model=config.model, layers=list(config.layers),
                          corpus=config.corpus, dtype=want)
     diff = identity_diff(old, ident)
