@@ -19,7 +19,9 @@ from neuron2graph.store.atomic import write_bytes_atomic
 
 
 def layer_path(run_dir: str | Path, layer: int) -> Path:
-    return Path(run_dir) / "decode" / f"layer_{layer:03d}.safetensors"
+    from neuron2graph.store import layout
+
+    return layout.decode_layer_file(Path(run_dir), layer)
 
 
 def note_in_manifest(run_dir: str | Path, layers: list[int], top: int, final_norm: str) -> None:

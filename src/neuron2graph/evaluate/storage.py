@@ -24,6 +24,7 @@ from typing import Any
 
 from neuron2graph.files import write_json_atomic
 from neuron2graph.ids import NeuronId
+from neuron2graph.store import layout
 
 EVAL_DIR = "eval"
 
@@ -60,12 +61,11 @@ def eval_dir(run_path: Path) -> Path:
 
 
 def neuron_file(run_path: Path, nid: NeuronId) -> Path:
-    return eval_dir(run_path) / "neurons" / f"{nid.layer}_{nid.neuron}.json"
+    return layout.eval_unit_file(run_path, nid)
 
 
 def graph_file(run_path: Path, method: str, nid: NeuronId) -> Path:
-    name = f"{nid.layer}_{nid.neuron}.json"
-    return eval_dir(run_path) / "graphs" / method / str(nid.layer) / name
+    return layout.eval_graph_file(run_path, method, nid)
 
 
 def load_neuron(run_path: Path, nid: NeuronId) -> dict[str, Any] | None:
