@@ -204,11 +204,17 @@ def reindex_command(
     progress: ProgressOpt = True,
     as_json: JsonOpt = False,
 ) -> None:
-    """Bring the search index of a run up to date with its graph files."""
+    """Rebuild the run's SQLite index from its files (neurons, graphs, eval, decode, search).
+
+    The index is a view derived from the files the stages write: delete RUN/index.sqlite and
+    this command rebuilds it. --force also re-reads graphs the search index already holds.
+    """
     from neuron2graph.search import index_run, n_indexed
     from neuron2graph.search.index import connect
+    from neuron2graph.stages.reindex import reindex
     from neuron2graph.store.run import Run
 
+    tables = reindex(run, only=["neurons", "graphs", "eval", "decode"])
     r = Run.open(run)
     conn = connect(r.db())
     try:
@@ -221,9 +227,11 @@ def reindex_command(
     if total == 0:
         raise N2GError(f"{run} has no graphs: build some with `n2g build`")
     if as_json:
-        emit_json({"run": str(run), **report.to_json(), "graphs_indexed": total})
+        emit_json({"run": str(run), **report.to_json(), "graphs_indexed": total,
+                   "tables": tables})
         return
     typer.echo(
         f"indexed {report.indexed} graphs, {report.unchanged} unchanged, "
         f"{report.removed} removed; {total} graphs in the index"
     )
+    typer.echo("tables    " + ", ".join(f"{k} ({v} rows)" for k, v in tables.items()))
