@@ -204,7 +204,8 @@ def reindex_command(
     progress: ProgressOpt = True,
     as_json: JsonOpt = False,
 ) -> None:
-    """Bring the search index of a run up to date with its graph files."""
+    """Bring the search index of a run up to date with its graph and explanation files."""
+    from neuron2graph.explain.storage import reindex as reindex_explanations
     from neuron2graph.search import index_run, n_indexed
     from neuron2graph.search.index import connect
     from neuron2graph.store.run import Run
@@ -214,15 +215,19 @@ def reindex_command(
     try:
         report = index_run(r, conn=conn, force=force, progress=progress)
         total = n_indexed(conn)
+        n_expl = reindex_explanations(r.path, conn)
     finally:
         conn.close()
     for failure in report.failed:
         typer.echo(f"warning: skipped unreadable graph {failure}", err=True)
-    if total == 0:
+    if total == 0 and n_expl == 0:
         raise N2GError(f"{run} has no graphs: build some with `n2g build`")
     if as_json:
-        emit_json({"run": str(run), **report.to_json(), "graphs_indexed": total})
+        emit_json({"run": str(run), **report.to_json(), "graphs_indexed": total,
+                   "explanations_indexed": n_expl})
         return
+    if n_expl:
+        typer.echo(f"indexed {n_expl} explanations")
     typer.echo(
         f"indexed {report.indexed} graphs, {report.unchanged} unchanged, "
         f"{report.removed} removed; {total} graphs in the index"
