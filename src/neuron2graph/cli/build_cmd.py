@@ -198,14 +198,16 @@ def predict_command(
 
 
 def _actual(run: Any, nid: Any, ids: list[int], device: str, dtype: str) -> list[float]:
-    """The neuron's real activations on `ids` (with the run's BOS in front), over a_max."""
+    """The unit's real activations on `ids` (with the run's BOS in front), over a_max, read
+    through the run's own unit source."""
     from neuron2graph.evaluate.builder import load_run_model
-    from neuron2graph.models import neuron_activations
+    from neuron2graph.units import source_for_run
 
     lm = load_run_model(run, device=device, dtype=None if dtype == "auto" else dtype)
     bos = getattr(lm.tokenizer, "bos_token_id", None)
     seq = ([int(bos)] if bos is not None else []) + ids
-    acts = neuron_activations(lm, [seq], nid.layer, [nid.neuron])[0][:, 0].tolist()
+    source = source_for_run(run, lm)
+    acts = source.unit_activations([seq], nid.layer, [nid.neuron])[0][:, 0].tolist()
     acts = acts[1:] if bos is not None else acts
     a_max = run.a_max(nid)
     return [a / a_max if a_max > 0 else 0.0 for a in acts]
