@@ -9,6 +9,7 @@ from neuron2graph.cli import (  # noqa: F401  (imported to register commands)
     build_cmd,
     decode_cmd,
     eval_cmd,
+    explain_cmd,
     record_cmd,
     search_cmd,
     web_cmd,

@@ -69,11 +69,23 @@ def search_command(
         int | None,
         typer.Option(help="Keep neurons with at least this many behaviours (alone: list them)."),
     ] = None,
+    explanation: Annotated[
+        str | None,
+        typer.Option("--explanation", "-e",
+                     help="Full-text query on the explanations of n2g explain (SQLite FTS5)."),
+    ] = None,
     progress: ProgressOpt = True,
     as_json: JsonOpt = False,
 ) -> None:
-    """Neurons whose graphs hold all the given tokens, ranked by summed activation/importance."""
+    """Neurons whose graphs hold all the given tokens, ranked by summed activation/importance.
+
+    With --explanation, units whose natural-language explanation matches the query instead.
+    """
     from neuron2graph.search import neurons_by_components, search_neurons
+
+    if explanation is not None:
+        _search_explanations(run, explanation, limit, as_json)
+        return
 
     acts, imps, anys = activating or [], important or [], any_ or []
     query = {"activating": acts, "important": imps, "any": anys, "fold": fold,
@@ -107,6 +119,23 @@ def search_command(
             f"  {r['id']:>10}  {r['score']:6.3f}  {r['specificity']:5.2f}  "
             f"{r['n_components']:>3}  {matched}"
         )
+
+
+def _search_explanations(run_dir: Path, query: str, limit: int, as_json: bool) -> None:
+    from neuron2graph.explain.storage import search_explanations
+    from neuron2graph.store.run import Run
+
+    conn = Run.open(run_dir).db()
+    try:
+        rows = search_explanations(conn, query, limit)
+    finally:
+        conn.close()
+    if as_json:
+        emit_json({"run": str(run_dir), "query": {"explanation": query}, "results": rows})
+        return
+    typer.echo(f"{len(rows)} explanations match {query!r}")
+    for r in rows:
+        typer.echo(f"  {r['unit']:>10}  {r['explainer']:<8}  {r['text']}")
 
 
 def _shared(items: list[dict[str, str]], k: int = 6) -> str:

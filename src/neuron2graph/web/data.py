@@ -137,7 +137,8 @@ class RunView:
             })
         return finite({"id": str(nid), "stats": stats, "has_graph": graph is not None,
                 "examples": examples, "eval": self._row("eval", nid),
-                "decode": self._decode(nid), "similar": self.similar(nid)})
+                "decode": self._decode(nid), "similar": self.similar(nid),
+                "explain": self._explain(nid)})
 
     def _row(self, table: str, nid: NeuronId) -> dict[str, Any] | None:
         if not self.has_table(table):
@@ -152,6 +153,28 @@ class RunView:
             return None
         finally:
             conn.close()
+
+    def _explain(self, nid: NeuronId) -> dict[str, Any] | None:
+        """Explanations and headline scores from RUN/explain (files; no model, no torch)."""
+        from neuron2graph.explain import storage
+        from neuron2graph.explain.scoring import KEYS
+
+        expls = []
+        for name in storage.explainers_done(self.path):
+            data = storage.read_json(storage.explanation_file(self.path, name, nid))
+            if isinstance(data, dict):
+                expls.append({k: data.get(k) for k in ("explainer", "text", "status", "model")})
+        scores = storage.read_json(storage.scores_file(self.path, nid))
+        table = []
+        if isinstance(scores, dict):
+            for method, entry in sorted(scores.get("methods", {}).items()):
+                table.append({"method": method, "values": [
+                    (entry.get(scorer) or {}).get(metric) for scorer, metric in KEYS]})
+        if not expls and not table:
+            return None
+        return {"explanations": expls, "columns": [f"{s} {m}" for s, m in KEYS],
+                "scores": table,
+                "counts": scores.get("examples") if isinstance(scores, dict) else None}
 
     def _decode(self, nid: NeuronId) -> Any:
         try:

@@ -1,0 +1,200 @@
+"""Explain and score units of a run: library functions the `n2g explain`/`n2g score` commands call.
+
+Every unit's examples, graph, explanations and scores are files (see `storage`), written as soon
+as they exist, so a killed or failed run keeps everything finished and a re-run does only the
+rest. Models load lazily: explaining with `graph` loads the run's model only when a graph is
+missing; `tokens` never loads one.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from neuron2graph.errors import N2GError
+from neuron2graph.explain import storage
+from neuron2graph.explain.examples import ExampleConfig, UnitExamples, draw_examples
+from neuron2graph.explain.explainers.base import Explainer, Explanation, UnitInput
+from neuron2graph.ids import NeuronId
+
+
+@dataclass
+class Selection:
+    selected: list[NeuronId]
+    excluded: list[dict[str, str]] = field(default_factory=list)
+
+
+def select_units(run: Any, cfg: ExampleConfig, *, neurons: Sequence[NeuronId] | None = None,
+                 layers: Sequence[int] | None = None, per_layer: int = 5) -> Selection:
+    """Explicit units, or `per_layer` seeded random units per layer that have examples to use."""
+    from neuron2graph.evaluate.protocol import layer_order
+
+    sel = Selection([])
+
+    def usable(nid: NeuronId) -> bool:
+        try:
+            load_examples(run, nid, cfg)
+        except N2GError as exc:
+            sel.excluded.append({"neuron": str(nid), "reason": str(exc)})
+            return False
+        return True
+
+    if neurons:
+        for nid in neurons:
+            run.check(nid)
+            if usable(nid):
+                sel.selected.append(nid)
+        return sel
+    for layer in layers if layers is not None else run.layers:
+        run.check((layer, 0))
+        taken = 0
+        for neuron in layer_order(run.n_neurons, layer, cfg.seed):
+            if taken >= per_layer:
+                break
+            nid = NeuronId(layer, neuron)
+            if usable(nid):
+                sel.selected.append(nid)
+                taken += 1
+    return sel
+
+
+def load_examples(run: Any, nid: NeuronId, cfg: ExampleConfig) -> UnitExamples:
+    """The unit's examples from RUN/explain/examples, drawn (and saved) on first use."""
+    path = storage.examples_file(run.path, nid)
+    data = storage.read_json(path)
+    if isinstance(data, dict) and data.get("config") == asdict(cfg):
+        return UnitExamples.from_json(data["examples"])
+    if run.a_max(nid) <= 0:
+        raise N2GError(f"unit {nid} never fires on the recorded corpus")
+    ex = draw_examples(run, nid, cfg)
+    storage.save(path, {"config": asdict(cfg), "examples": ex.to_json()})
+    return ex
+
+
+class Graphs:
+    """N2G graphs built on each unit's train contexts (the run's model loads on first need)."""
+
+    def __init__(self, run: Any, *, device: str = "cpu", augmenter: str | None = "causal") -> None:
+        self.run = run
+        self.device = device
+        self.augmenter = augmenter
+        self._build: Callable[[list[Any]], list[Any]] | None = None
+        self.seconds = 0.0
+
+    def _builder(self) -> Callable[[list[Any]], list[Any]]:
+        if self._build is None:
+            from neuron2graph.evaluate.builder import load_run_model, n2g_config
+            from neuron2graph.n2g.pipeline import build_graphs
+
+            lm = load_run_model(self.run, device=self.device)
+            cfg = n2g_config(augmenter=self.augmenter)
+            self._build = lambda reqs: [r.graph for r in build_graphs(lm, reqs, cfg)]
+        return self._build
+
+    def get(self, units: Sequence[tuple[NeuronId, UnitExamples]]) -> dict[NeuronId, Any]:
+        from neuron2graph.n2g.graph import NeuronGraph
+        from neuron2graph.n2g.pipeline import NeuronRequest
+
+        out: dict[NeuronId, Any] = {}
+        todo = []
+        for nid, ex in units:
+            path = storage.graph_file(self.run.path, nid)
+            if path.is_file():
+                out[nid] = NeuronGraph.load(path)
+            else:
+                todo.append((nid, ex))
+        if todo:
+            t0 = time.perf_counter()
+            reqs = [NeuronRequest(layer=nid.layer, neuron=nid.neuron,
+                                  examples=[c.token_ids for c in ex.train], a_max=ex.a_max,
+                                  acts=[c.acts for c in ex.train]) for nid, ex in todo]
+            for (nid, _), graph in zip(todo, self._builder()(reqs), strict=True):
+                graph.save(storage.graph_file(self.run.path, nid))
+                out[nid] = graph
+            self.seconds += time.perf_counter() - t0
+        return out
+
+
+@dataclass
+class Outcome:
+    done: int = 0
+    reused: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    """Explanations by status (ok, unparseable, failed, empty)."""
+    seconds: float = 0.0
+    model_seconds: float = 0.0
+
+
+def _progress(total: int, desc: str, enabled: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="unit", disable=not enabled or total == 0,
+                file=sys.stderr)
+
+
+def explain_units(run: Any, nids: Sequence[NeuronId], cfg: ExampleConfig, explainer: Explainer,
+                  *, graphs: Graphs | None = None, batch: int = 8, overwrite: bool = False,
+                  progress: bool = True) -> Outcome:
+    """Explain every unit not explained yet by this explainer; save each at once.
+
+    An unreachable endpoint stops the run with one line after saving the units that finished.
+    """
+    t0 = time.perf_counter()
+    out = Outcome()
+    todo = []
+    for nid in nids:
+        path = storage.explanation_file(run.path, explainer.name, nid)
+        if not overwrite and isinstance(storage.read_json(path), dict):
+            out.reused += 1
+        else:
+            todo.append(nid)
+    conn = run.db()
+    storage.ensure_tables(conn)
+    bar = _progress(len(todo), f"explain ({explainer.name})", progress)
+    try:
+        for i in range(0, len(todo), max(1, batch)):
+            chunk = todo[i : i + batch]
+            units = [(nid, load_examples(run, nid, cfg)) for nid in chunk]
+            built = graphs.get(units) if graphs is not None else {}
+            inputs = [UnitInput(ex, built.get(nid)) for nid, ex in units]
+            results = explainer.explain(inputs)
+            down: Explanation | None = None
+            for nid, res in zip(chunk, results, strict=True):
+                if res.extra.get("down"):
+                    down = down or res
+                    continue
+                data = res.to_json()
+                storage.save(storage.explanation_file(run.path, explainer.name, nid), data)
+                storage.index_explanation(conn, data)
+                out.counts[res.status] = out.counts.get(res.status, 0) + 1
+                out.done += 1
+                bar.update(1)
+            if down is not None:
+                raise N2GError(
+                    f"the endpoint stopped answering ({down.error}): {out.done} units explained "
+                    f"and saved, {len(todo) - out.done} left; start the server and re-run the "
+                    "same command to continue")
+    finally:
+        bar.close()
+        conn.close()
+        out.seconds = time.perf_counter() - t0
+        model = getattr(explainer, "model", None)
+        out.model_seconds = float(getattr(model, "seconds", 0.0))
+    return out
+
+
+def load_explanations(run_dir: Path, nid: NeuronId) -> list[Explanation]:
+    out = []
+    for name in storage.explainers_done(run_dir):
+        data = storage.read_json(storage.explanation_file(run_dir, name, nid))
+        if isinstance(data, dict):
+            out.append(Explanation.from_json(data))
+    return out
+
+
+__all__ = ["Graphs", "Outcome", "Selection", "explain_units", "load_examples",
+           "load_explanations", "select_units"]

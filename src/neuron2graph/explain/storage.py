@@ -1,0 +1,156 @@
+"""Where explanations and scores live in a run, and the FTS5 index over explanation text.
+
+Layout (every file written atomically, one per unit, so a killed run keeps what finished and a
+re-run skips it):
+
+    RUN/explain/settings.json                    the example settings (a fingerprint)
+    RUN/explain/examples/L_N.json                the unit's contexts (train, test, negatives)
+    RUN/explain/graphs/L_N.json                  N2G graph built on the train contexts
+    RUN/explain/explanations/<explainer>/L_N.json
+    RUN/explain/scores/L_N.json                  every method's scores on the unit
+
+SQLite (`RUN/index.sqlite`): `explanations(layer, neuron, explainer, text, status, model)` and
+the FTS5 table `explanations_fts(text, unit, explainer)` for `n2g search --explanation`.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from neuron2graph.errors import N2GError
+from neuron2graph.ids import NeuronId
+from neuron2graph.store.atomic import write_json_atomic
+
+ROOT = "explain"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS explanations (
+    layer INTEGER NOT NULL,
+    neuron INTEGER NOT NULL,
+    explainer TEXT NOT NULL,
+    text TEXT,
+    status TEXT NOT NULL,
+    model TEXT,
+    PRIMARY KEY (layer, neuron, explainer)
+);
+CREATE VIRTUAL TABLE IF NOT EXISTS explanations_fts USING fts5(text, unit UNINDEXED,
+    explainer UNINDEXED);
+"""
+
+
+def root(run_dir: Path) -> Path:
+    return Path(run_dir) / ROOT
+
+
+def _name(nid: NeuronId) -> str:
+    return f"{nid.layer}_{nid.neuron}.json"
+
+
+def examples_file(run_dir: Path, nid: NeuronId) -> Path:
+    return root(run_dir) / "examples" / _name(nid)
+
+
+def graph_file(run_dir: Path, nid: NeuronId) -> Path:
+    return root(run_dir) / "graphs" / _name(nid)
+
+
+def explanation_file(run_dir: Path, explainer: str, nid: NeuronId) -> Path:
+    return root(run_dir) / "explanations" / explainer / _name(nid)
+
+
+def scores_file(run_dir: Path, nid: NeuronId) -> Path:
+    return root(run_dir) / "scores" / _name(nid)
+
+
+def read_json(path: Path) -> Any:
+    """The file's JSON, or None when it is missing or damaged (then it is recomputed)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+
+
+def check_settings(run_dir: Path, settings: dict[str, Any], *, overwrite: bool) -> None:
+    """Refuse to mix examples drawn with other settings (unless --overwrite clears them)."""
+    import shutil
+
+    path = root(run_dir) / "settings.json"
+    old = read_json(path)
+    if old is not None and old != settings:
+        if not overwrite:
+            diff = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
+            raise N2GError(
+                f"{root(run_dir)} holds explanations drawn with other settings "
+                f"({', '.join(diff)}): re-run with the same options, or pass --overwrite"
+            )
+        shutil.rmtree(root(run_dir))
+    write_json_atomic(path, settings)
+
+
+def save(path: Path, obj: Any) -> None:
+    write_json_atomic(path, obj)
+
+
+def explainers_done(run_dir: Path) -> list[str]:
+    folder = root(run_dir) / "explanations"
+    return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+
+
+# --------------------------------------------------------------------------------- index
+def ensure_tables(conn: sqlite3.Connection) -> None:
+    try:
+        conn.executescript(SCHEMA)
+    except sqlite3.OperationalError as exc:  # an SQLite built without FTS5
+        raise N2GError(f"this Python's SQLite cannot create the explanation index ({exc}): "
+                       "use a Python whose sqlite3 has FTS5") from None
+
+
+def index_explanation(conn: sqlite3.Connection, expl: dict[str, Any]) -> None:
+    nid = NeuronId.parse(expl["unit"])
+    with conn:
+        conn.execute("INSERT OR REPLACE INTO explanations VALUES (?, ?, ?, ?, ?, ?)",
+                     (nid.layer, nid.neuron, expl["explainer"], expl.get("text"),
+                      expl["status"], expl.get("model")))
+        conn.execute("DELETE FROM explanations_fts WHERE unit = ? AND explainer = ?",
+                     (expl["unit"], expl["explainer"]))
+        if expl.get("text"):
+            conn.execute("INSERT INTO explanations_fts (text, unit, explainer) VALUES (?, ?, ?)",
+                         (expl["text"], expl["unit"], expl["explainer"]))
+
+
+def reindex(run_dir: Path, conn: sqlite3.Connection) -> int:
+    """Rebuild both tables from the files (the files are the truth; the index is derived)."""
+    ensure_tables(conn)
+    with conn:
+        conn.execute("DELETE FROM explanations")
+        conn.execute("DELETE FROM explanations_fts")
+    n = 0
+    for explainer in explainers_done(run_dir):
+        for path in sorted((root(run_dir) / "explanations" / explainer).glob("*.json")):
+            data = read_json(path)
+            if isinstance(data, dict) and "unit" in data:
+                index_explanation(conn, data)
+                n += 1
+    return n
+
+
+def search_explanations(conn: sqlite3.Connection, query: str, limit: int = 20) -> list[dict[
+        str, Any]]:
+    """Units whose explanation matches the FTS5 query, best match first."""
+    ensure_tables(conn)
+    try:
+        rows = conn.execute(
+            "SELECT unit, explainer, text, bm25(explanations_fts) AS rank FROM explanations_fts "
+            "WHERE explanations_fts MATCH ? ORDER BY rank LIMIT ?", (query, limit)).fetchall()
+    except sqlite3.OperationalError as exc:
+        raise N2GError(f"cannot read the explanation query {query!r} ({exc}): quote phrases "
+                       'like "\\"fires on\\"" and use plain words') from None
+    return [{"unit": u, "explainer": e, "text": t, "rank": float(r)} for u, e, t, r in rows]
+
+
+__all__ = ["check_settings", "ensure_tables", "examples_file", "explainers_done",
+           "explanation_file", "graph_file", "index_explanation", "read_json", "reindex",
+           "root", "save", "scores_file", "search_explanations"]
