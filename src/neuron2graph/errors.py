@@ -13,3 +13,10 @@ class N2GError(Exception):
 
     def __init__(self, message: str) -> None:
         super().__init__(" ".join(message.split()))
+
+
+class NotFoundError(N2GError):
+    """The thing asked for does not exist (a unit not in the run, a graph not built yet).
+
+    The browser answers it with 404; every other `N2GError` is bad input and answers 400.
+    """

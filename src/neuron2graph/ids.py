@@ -1,37 +1,80 @@
-"""Neuron identifiers, written `L:N` everywhere (CLI, files, API)."""
+"""Unit identifiers: `LAYER:INDEX` within a run, `SITE/LAYER:INDEX` where runs of kinds meet.
+
+A *unit* is one coordinate that a run studies: an MLP neuron (site `mlp`), or, with other unit
+sources (see `units/`), an SAE or transcoder latent. A run records one kind of unit (named in its
+manifest), so inside a run ids stay `LAYER:INDEX` (the CLI's `--neurons 3:41` selects units of
+whatever kind the run holds). Where runs of different kinds meet (comparison tables, the browser
+across runs) ids are written `UnitId.qualified`: `SITE/LAYER:INDEX`, e.g. `mlp/3:41`.
+"""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from neuron2graph.errors import N2GError
 
+_SITE = re.compile(r"^[A-Za-z0-9_.-]+$")
+
 
 @dataclass(frozen=True, order=True)
-class NeuronId:
+class UnitId:
+    """One unit: `(layer, index)` at `site` (`mlp` for MLP neurons). Orders by layer, index."""
+
     layer: int
-    neuron: int
+    index: int
+    site: str = "mlp"
+
+    def __post_init__(self) -> None:
+        if not _SITE.match(self.site):
+            raise N2GError(f"bad unit site {self.site!r}: use letters, digits, '_', '.' or '-'")
+
+    @property
+    def neuron(self) -> int:
+        """The index, under the name used before units generalised neurons."""
+        return self.index
 
     def __str__(self) -> str:
-        return f"{self.layer}:{self.neuron}"
+        return f"{self.layer}:{self.index}"
+
+    @property
+    def qualified(self) -> str:
+        """`SITE/LAYER:INDEX`: the id where runs of different unit kinds meet."""
+        return f"{self.site}/{self}"
 
     @classmethod
-    def parse(cls, text: str) -> NeuronId:
-        parts = text.strip().split(":")
+    def parse(cls, text: str, site: str = "mlp") -> UnitId:
+        """Parse `LAYER:INDEX` (at `site`) or `SITE/LAYER:INDEX`."""
+        given, slash, rest = text.strip().rpartition("/")
+        if slash:
+            site = given.strip()
+            if not _SITE.match(site):
+                raise N2GError(
+                    f"bad unit id {text!r}: write it as LAYER:NEURON or SITE/LAYER:NEURON, "
+                    "e.g. 3:41 or mlp/3:41"
+                )
+        parts = rest.split(":")
         if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
-            raise N2GError(f"bad neuron id {text!r}: write it as LAYER:NEURON, e.g. 3:41")
-        return cls(int(parts[0]), int(parts[1]))
+            raise N2GError(
+                f"bad neuron id {text!r}: write it as LAYER:NEURON, e.g. 3:41 (or "
+                "SITE/LAYER:NEURON where runs of several unit kinds meet, e.g. mlp/3:41)"
+            )
+        return cls(int(parts[0]), int(parts[1]), site)
 
     @classmethod
-    def parse_list(cls, text: str) -> list[NeuronId]:
+    def parse_list(cls, text: str, site: str = "mlp") -> list[UnitId]:
         """Parse `3:41,3:100` into ids, keeping order and dropping duplicates."""
-        seen: dict[NeuronId, None] = {}
+        seen: dict[UnitId, None] = {}
         for part in text.split(","):
             if part.strip():
-                seen[cls.parse(part)] = None
+                seen[cls.parse(part, site)] = None
         if not seen:
             raise N2GError("no neuron ids given: pass e.g. --neurons 3:41,3:100")
         return list(seen)
+
+
+NeuronId = UnitId
+"""The name used before units generalised neurons; `NeuronId(3, 41)` is the MLP neuron 3:41."""
 
 
 def parse_layers(text: str) -> list[int]:

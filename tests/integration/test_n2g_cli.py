@@ -60,6 +60,13 @@ def test_build_writes_graphs_and_resumes(run_dir: Path) -> None:
     assert [n["token"] for n in pair["root"]] == [B]
     again = runner.invoke(app, ["build", str(run_dir), "--neurons", neurons, "--quiet", "--json"])
     assert [r["status"] for r in json.loads(again.stdout)] == ["skipped (exists)"] * 2
+    # Other settings on a run that holds graphs: refused in one line, never mixed in silently.
+    changed = runner.invoke(app, ["build", str(run_dir), "--neurons", neurons, "--mask", "unk",
+                                  "--quiet"])
+    assert changed.exit_code == 2, changed.output
+    assert "mask: 'pad' -> 'unk'" in changed.output and "--overwrite" in changed.output
+    manifest = json.loads((run_dir / "stages" / "build.json").read_text())
+    assert manifest["status"] == "complete" and manifest["config"]["mask"] == "pad"
     text = runner.invoke(app, ["build", str(run_dir), "--neurons", f"{LAYER}:{PAIR}",
                                "--overwrite", "--no-augment", "--quiet"])
     assert text.exit_code == 0 and "built 1, skipped 0" in text.stdout
@@ -77,7 +84,9 @@ def test_build_samples_alive_neurons_and_reports_errors(run_dir: Path) -> None:
 
 
 def test_predict_with_model_and_from_graph_file(run_dir: Path) -> None:
-    runner.invoke(app, ["build", str(run_dir), "--neurons", f"{LAYER}:{PAIR}", "--quiet"])
+    res = runner.invoke(app, ["build", str(run_dir), "--neurons", f"{LAYER}:{PAIR}",
+                              "--no-augment", "--quiet"])
+    assert res.exit_code == 0, res.output
     text = f"the {A} dog {B} sat {B}"
     res = runner.invoke(app, ["predict", str(run_dir), "--neuron", f"{LAYER}:{PAIR}",
                               "--text", text, "--device", "cpu", "--json"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from neuron2graph.errors import N2GError
-from neuron2graph.ids import NeuronId, parse_layers
+from neuron2graph.ids import NeuronId, UnitId, parse_layers
 
 
 def test_parse_and_str_round_trip() -> None:
@@ -78,3 +78,26 @@ def test_parse_layers_negative() -> None:
     # "-1" parses as an empty low bound; either way it must be rejected, never read as layer 1.
     with pytest.raises(N2GError):
         parse_layers("-1")
+
+
+def test_unit_ids_carry_a_site_and_a_qualified_form() -> None:
+    uid = UnitId(3, 41)
+    assert uid.site == "mlp" and uid.neuron == uid.index == 41
+    assert str(uid) == "3:41" and uid.qualified == "mlp/3:41"
+    assert UnitId.parse("mlp/3:41") == uid == NeuronId(3, 41)
+    latent = UnitId.parse("sae.layers.3/3:60000")
+    assert latent == UnitId(3, 60000, "sae.layers.3") and latent != UnitId(3, 60000)
+    assert UnitId.parse(latent.qualified) == latent and str(latent) == "3:60000"
+    assert UnitId.parse("3:7", site="resid_post") == UnitId(3, 7, "resid_post")
+    assert UnitId.parse_list("x/1:2, 1:2", site="x") == [UnitId(1, 2, "x")]
+
+
+@pytest.mark.parametrize("text", ["/3:4", "a b/3:4", "mlp/3", "mlp/", "a:b/3:4"])
+def test_parse_rejects_bad_qualified_ids(text: str) -> None:
+    with pytest.raises(N2GError, match="LAYER:NEURON"):
+        UnitId.parse(text)
+
+
+def test_bad_site_is_one_line() -> None:
+    with pytest.raises(N2GError, match="bad unit site"):
+        UnitId(1, 2, "a/b")

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from neuron2graph.cli import app
 from neuron2graph.n2g.graph import NeuronGraph
+from neuron2graph.n2g.graph_io import save_graph
 from neuron2graph.search import connect, index_run, is_stale, n_indexed, search_neurons
 from neuron2graph.search.synthetic import example_graphs
 from neuron2graph.store.run import Run
@@ -24,9 +25,8 @@ def make_run(path: Path, *, graphs: bool = True) -> Path:
                 "layers": [0, 1, 2, 3], "n_layers": 4, "n_neurons": 16}  # fmt: skip
     (path / "run.json").write_text(json.dumps(manifest))
     if graphs:
-        run = Run.open(path)
         for g in example_graphs():
-            run.save_graph(g)
+            save_graph(path, g)
     return path
 
 
@@ -44,7 +44,7 @@ def test_index_run_is_incremental(tmp_path: Path) -> None:
     assert index_run(run, progress=False).indexed == 0  # nothing changed: no folder listed
     g = NeuronGraph("0:1")
     g.add_path(" because", 1.0, [])
-    run.save_graph(g)
+    save_graph(run.path, g)
     os.remove(run.graph_path("2:5"))
     assert is_stale(run)
     rep = index_run(run, progress=False)

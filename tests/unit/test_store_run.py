@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from neuron2graph.errors import N2GError
+from neuron2graph.ids import NeuronId
 from neuron2graph.n2g.graph import NeuronGraph
+from neuron2graph.n2g.graph_io import index_graphs, load_graph, save_graph
 from neuron2graph.store import FORMAT, FORMAT_VERSION, Run
 from neuron2graph.store.atomic import atomic_path
 from neuron2graph.store.db import connect, table_names
@@ -71,25 +73,26 @@ def test_check_layer_and_neuron(tmp_path: Path) -> None:
 
 def test_graph_round_trip_and_index(tmp_path: Path) -> None:
     run = Run.open(make_run(tmp_path / "r"))
-    assert run.load_graph("2:3") is None
+    assert load_graph(run.path, NeuronId(2, 3)) is None
     graph = NeuronGraph("2:3")
     graph.add_path(" except", 0.9, [(" all", 0.8), None, ("x", 0.9)])
-    path = run.save_graph(graph)
-    assert path == tmp_path / "r" / "graphs" / "2" / "2_3.json"
-    loaded = run.load_graph("2:3")
+    path = save_graph(run.path, graph)
+    assert path == tmp_path / "r" / "graphs" / "2" / "2_3.json" == run.graph_path("2:3")
+    loaded = load_graph(run.path, NeuronId(2, 3))
     assert loaded is not None and loaded.to_json() == graph.to_json()
     conn = run.db()
+    assert conn.execute("SELECT COUNT(*) FROM graphs").fetchone()[0] == 0  # files only
+    assert index_graphs(run.path, conn) == 1  # the driver derives the rows from the files
     row = conn.execute("SELECT path, n_nodes, n_activating FROM graphs").fetchone()
-    conn.close()
     assert row == ("graphs/2/2_3.json", graph.n_nodes(), 1)
-    run.save_graph(graph)  # upsert, not a duplicate row
-    conn = run.db()
+    index_graphs(run.path, conn, [NeuronId(2, 3)])  # upsert, not a duplicate row
     assert conn.execute("SELECT COUNT(*) FROM graphs").fetchone()[0] == 1
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert {"neurons", "graphs"} <= set(table_names(conn))
+    path.unlink()
+    assert index_graphs(run.path, conn) == 0  # a full rebuild drops rows of vanished files
+    assert conn.execute("SELECT COUNT(*) FROM graphs").fetchone()[0] == 0
     conn.close()
-    with pytest.raises(N2GError, match="not recorded"):
-        run.save_graph(NeuronGraph("1:0"))
 
 
 def test_other_stages_tables_and_transactions(tmp_path: Path) -> None:

@@ -5,8 +5,6 @@ Torch is imported inside the command bodies only; `predict --graph` never import
 
 from __future__ import annotations
 
-import random
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,28 +12,6 @@ import typer
 
 from neuron2graph.cli.app import DeviceOpt, DtypeOpt, JsonOpt, command, emit_json
 from neuron2graph.errors import N2GError
-
-
-def _pick_neurons(run: Any, neurons: str | None, layer: int | None, sample: int | None,
-                  seed: int) -> list[Any]:
-    from neuron2graph.ids import NeuronId
-
-    if neurons:
-        if layer is not None or sample is not None:
-            raise N2GError("pass either --neurons or --layer/--sample, not both")
-        return [run.check(n) for n in NeuronId.parse_list(neurons)]
-    if layer is None:
-        raise N2GError("no neurons chosen: pass --neurons 3:41,3:100 or --layer 3 --sample 20")
-    if layer not in run.layers:
-        raise N2GError(f"layer {layer} was not recorded in this run: recorded layers are "
-                       f"{run.layers}")
-    maxima = run.stats(layer)["max"]
-    alive = [i for i in range(len(maxima)) if float(maxima[i]) > 0]
-    if not alive:
-        raise N2GError(f"no neuron of layer {layer} ever fires in this run: pick another layer")
-    count = len(alive) if sample is None else min(sample, len(alive))
-    chosen = sorted(random.Random(seed).sample(alive, count))
-    return [NeuronId(layer, n) for n in chosen]
 
 
 @command("build")
@@ -73,48 +49,22 @@ def build_command(
 ) -> None:
     """Build N2G graphs for a run's neurons and save them in RUN/graphs (resumable).
 
-    Existing graphs are skipped unless --overwrite, so a killed build resumes where it stopped.
+    Graphs already built with the same settings are skipped, so a killed build resumes where it
+    stopped; other settings (--mask, --augmenter, --top-k, --dtype) are refused unless
+    --overwrite, which discards the run's graphs first.
     """
-    from tqdm.auto import tqdm
+    from neuron2graph.ids import NeuronId
+    from neuron2graph.n2g.stage import BuildStageConfig, run
 
-    from neuron2graph.evaluate.builder import load_run_model
-    from neuron2graph.n2g.pipeline import N2GConfig, NeuronRequest, build_graphs
-    from neuron2graph.n2g.saliency import SaliencyConfig
-    from neuron2graph.store.run import Run
-
-    if batch_neurons < 1:
-        raise N2GError("--batch-neurons must be at least 1")
-    run = Run.open(run_dir)
-    chosen = _pick_neurons(run, neurons, layer, sample, seed)
-    todo = [n for n in chosen if overwrite or not run.graph_path(n).is_file()]
+    config = BuildStageConfig(
+        neurons=tuple(NeuronId.parse_list(neurons)) if neurons else None, layer=layer,
+        sample=sample, seed=seed, top_k=top_k, augmenter=augmenter if augment else None,
+        mask=mask, dtype=None if dtype == "auto" else dtype, device=device,
+        batch_neurons=batch_neurons)
+    outcome = run(config, run_dir, overwrite=overwrite, progress=not quiet)
     report: list[dict[str, Any]] = [{"neuron": str(n), "status": "skipped (exists)"}
-                                    for n in chosen if n not in todo]
-    config = N2GConfig(augmenter=augmenter if augment else None,
-                       saliency=SaliencyConfig(mask=mask))
-    if todo:
-        lm = load_run_model(run, device=device, dtype=None if dtype == "auto" else dtype)
-        bar = tqdm(total=len(todo), desc="n2g build", unit="neuron", file=sys.stderr,
-                   disable=quiet)
-        by_layer: dict[int, list[Any]] = {}
-        for n in todo:
-            by_layer.setdefault(n.layer, []).append(n)
-        for group in by_layer.values():
-            for start in range(0, len(group), batch_neurons):
-                chunk = group[start : start + batch_neurons]
-                requests = []
-                for nid in chunk:
-                    examples = run.top_examples(nid, top_k)
-                    requests.append(NeuronRequest(
-                        nid.layer, nid.neuron, [list(e.token_ids) for e in examples],
-                        run.a_max(nid), acts=[list(e.acts) for e in examples]))
-                for nid, res in zip(chunk, build_graphs(lm, requests, config), strict=True):
-                    run.save_graph(res.graph)
-                    report.append({"neuron": str(nid), "status": "built",
-                                   "n_nodes": res.graph.n_nodes(),
-                                   "activating": len(res.graph.root.children),
-                                   **res.stats.as_dict()})
-                bar.update(len(chunk))
-        bar.close()
+                                    for n in outcome.reused]
+    report += [outcome.rows[n] for n in outcome.rows]
     if json_out:
         emit_json(report)
         return
@@ -127,7 +77,8 @@ def build_command(
                    f"activating  {row['seconds']:6.2f} s  "
                    f"{row['token_layers'] / 1e3:8.1f}k token-layers{flags}")
     built = sum(1 for r in report if r["status"] == "built")
-    typer.echo(f"built {built}, skipped {len(report) - built}; graphs in {run.path / 'graphs'}")
+    typer.echo(f"built {built}, skipped {len(report) - built}; graphs in "
+               f"{outcome.run_dir / 'graphs'}")
 
 
 def _load_tokenizer(run: Any | None, tokenizer_dir: Path | None) -> Any:
@@ -190,10 +141,13 @@ def predict_command(
         if run is None or neuron is None:
             raise N2GError("pass RUN and --neuron L:N, or --graph FILE (with --tokenizer DIR)")
         nid = run.check(NeuronId.parse(neuron))
-        graph = run.load_graph(nid)
-        if graph is None:
+        from neuron2graph.n2g.graph_io import load_graph
+
+        saved = load_graph(run.path, nid)
+        if saved is None:
             raise N2GError(f"no graph for {nid} in {run.path}: run `n2g build {run.path} "
                            f"--neurons {nid}` first")
+        graph = saved
     tokenizer = _load_tokenizer(run, tokenizer_dir)
     ids = [int(i) for i in tokenizer.encode(text, add_special_tokens=False)]
     if not ids:

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     )
     from neuron2graph.decode.table import decoded_layers, decoded_tokens
     from neuron2graph.decode.topk import TopK, chunked_topk
-    from neuron2graph.decode.weights import FinalNorm, neuron_directions, register_read_sites
+    from neuron2graph.decode.weights import FinalNorm, neuron_directions
 
 _WHERE = {
     "ClampReport": "clamp", "clamp_report": "clamp", "clamped": "clamp",
@@ -45,7 +45,7 @@ _WHERE = {
     "open_run_db": "store", "save_layer": "store",
     "decoded_layers": "table", "decoded_tokens": "table",
     "TopK": "topk", "chunked_topk": "topk",
-    "FinalNorm": "weights", "neuron_directions": "weights", "register_read_sites": "weights",
+    "FinalNorm": "weights", "neuron_directions": "weights",
 }
 
 __all__ = [
@@ -71,7 +71,6 @@ __all__ = [
     "note_in_manifest",
     "open_run_db",
     "plot_comparison",
-    "register_read_sites",
     "save_layer",
     "single_token_id",
 ]

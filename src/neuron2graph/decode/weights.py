@@ -5,9 +5,10 @@ stream, and *reads* the residual stream through one row of the input projection 
 the gate projection in gated MLPs). We return both as `[n_neurons, d_model]` matrices so that one
 matrix product with the unembedding decodes a whole chunk of neurons at once.
 
-Layouts differ: `nn.Linear` stores `[out, in]`, GPT-2's `Conv1D` stores `[in, out]`. The output
-projection is found through the shared sites registry (`lm.sites.mlp_out`); the input projections
-through the small registry below, so adding a family is one `register_read_sites` call.
+Layouts differ: `nn.Linear` stores `[out, in]`, GPT-2's `Conv1D` stores `[in, out]`. Both
+projections are found through the one architecture registry (`models/sites.py`: `lm.sites.mlp_out`
+and `lm.sites.read_rows`), so adding a family is one `register_architecture` call. Unit sources
+(`units/`) hand out these directions per unit kind (`output_directions`/`input_directions`).
 
 Final norm (why we scale by the gain and centre for LayerNorm): the unembedding reads the residual
 stream *after* the final norm. The norm's input-dependent scale (1/rms or 1/std) is one positive
@@ -22,67 +23,12 @@ activation, up to the final norm's positive scale.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
-
 import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
 from neuron2graph.errors import N2GError
 from neuron2graph.models.loading import LoadedModel
-
-ReadRows = Callable[[nn.Module], tuple[Tensor, Tensor | None]]
-"""Given a decoder layer, return (input-projection rows, gate-projection rows or None), each
-`[n_neurons, d_model]`."""
-
-_READ_REGISTRY: dict[str, ReadRows] = {}
-
-
-def register_read_sites(model_types: Sequence[str], rows: ReadRows) -> None:
-    """Register how to find a family's MLP input (and gate) projection rows."""
-    for model_type in model_types:
-        _READ_REGISTRY[model_type] = rows
-
-
-def _get(module: Any, path: str) -> Any:
-    for name in path.split("."):
-        module = getattr(module, name)
-    return module
-
-
-def _rows_of(module: nn.Module) -> Tensor:
-    """Rows `[n_neurons, d_model]` of an input projection (Linear: [out, in]; Conv1D: [in, out])."""
-    weight: Tensor = module.weight  # type: ignore[assignment]
-    return weight.detach().T if type(module).__name__ == "Conv1D" else weight.detach()
-
-
-def _linear_rows(up: str, gate: str | None = None) -> ReadRows:
-    def rows(layer: nn.Module) -> tuple[Tensor, Tensor | None]:
-        return _rows_of(_get(layer, up)), None if gate is None else _rows_of(_get(layer, gate))
-
-    return rows
-
-
-def _fused_gate_up(path: str) -> ReadRows:
-    """Phi-3 fuses gate and up into one Linear; its forward chunks the output: gate first."""
-
-    def rows(layer: nn.Module) -> tuple[Tensor, Tensor | None]:
-        weight = _rows_of(_get(layer, path))
-        gate, up = weight.chunk(2, dim=0)
-        return up, gate
-
-    return rows
-
-
-register_read_sites(
-    ["llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "olmo", "olmo2"],
-    _linear_rows("mlp.up_proj", "mlp.gate_proj"),
-)
-register_read_sites(["phi3"], _fused_gate_up("mlp.gate_up_proj"))
-register_read_sites(["gpt2"], _linear_rows("mlp.c_fc"))
-register_read_sites(["gpt_neox"], _linear_rows("mlp.dense_h_to_4h"))
-register_read_sites(["opt"], _linear_rows("fc1"))
 
 
 def model_type(lm: LoadedModel) -> str:
@@ -95,13 +41,7 @@ def is_gated(lm: LoadedModel) -> bool:
 
 def read_rows(lm: LoadedModel, layer: int) -> tuple[Tensor, Tensor | None]:
     """The raw input (and gate) projection rows of `layer`, `[n_neurons, d_model]` each."""
-    kind = model_type(lm)
-    if kind not in _READ_REGISTRY:
-        raise N2GError(
-            f"decoding does not know the MLP input projection of {kind!r} models: register it "
-            "with neuron2graph.decode.register_read_sites"
-        )
-    return _READ_REGISTRY[kind](lm.layer_modules[layer])
+    return lm.sites.read_rows(lm.layer_modules[layer])
 
 
 def write_columns(lm: LoadedModel, layer: int) -> Float[Tensor, "neurons d_model"]:

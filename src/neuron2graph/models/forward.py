@@ -1,27 +1,21 @@
 """Read neuron activations with a forward pass that stops after the last layer it needs.
 
-A forward pre-hook on each wanted layer's MLP output projection copies its input (the neurons).
-When the hook of the deepest wanted layer fires, it raises `_StopForward`: no later layer, no
-final norm and no LM head is computed. This is architecture-agnostic and costs nothing extra.
+The neurons are the `mlp_post` hook point (the input of each wanted layer's MLP output
+projection, see `models/hooks.py`). When the deepest wanted layer has been read the forward
+stops: no later layer, no final norm and no LM head is computed. Other unit kinds (SAE latents)
+read other points through `hooks.capture` directly; see `units/`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from neuron2graph.models.hooks import capture
 from neuron2graph.models.loading import LoadedModel
-
-UnitTransform = Callable[[Float[Tensor, "batch pos d_mlp"]], Float[Tensor, "batch pos units"]]
-"""Maps a layer's neurons to the units studied (identity for neurons; an SAE encoder)."""
-
-
-class _StopForward(Exception):
-    pass
 
 
 @torch.inference_mode()
@@ -32,7 +26,6 @@ def layer_activations(
     *,
     attention_mask: Int[Tensor, "batch pos"] | None = None,
     neurons: dict[int, Tensor] | None = None,
-    transform: dict[int, UnitTransform] | None = None,
 ) -> dict[int, Float[Tensor, "batch pos units"]]:
     """Return `{layer: activations}` for the given layers, running the model only as deep as needed.
 
@@ -45,44 +38,21 @@ def layer_activations(
     for layer in layers:
         lm.check_neuron(layer)
     for layer, index in (neurons or {}).items():
-        if index.numel() and not (transform and layer in transform):  # SAE units: other range
+        if index.numel():
             lm.check_neuron(layer, int(index.min()))
             lm.check_neuron(layer, int(index.max()))
-    wanted = sorted(set(layers))
-    deepest = wanted[-1]
-    out: dict[int, Tensor] = {}
-    handles = []
 
-    def make_hook(layer: int) -> Callable[..., Any]:
-        def hook(_module: Any, args: tuple[Any, ...]) -> None:
-            acts = args[0]
-            if acts.dim() == 2:  # OPT flattens (batch, pos) before its MLP
-                acts = acts.reshape(*input_ids.shape, acts.shape[-1])
-            if transform and layer in transform:
-                acts = transform[layer](acts)
-            if neurons is not None and layer in neurons:
-                acts = acts.index_select(-1, neurons[layer].to(acts.device))
-            out[layer] = acts.float()
-            if layer == deepest:
-                raise _StopForward
+    def pick(index: Tensor) -> Callable[[Tensor], Tensor]:
+        return lambda acts: acts.index_select(-1, index.to(acts.device)).float()
 
-        return hook
-
-    for layer in wanted:
-        module = lm.sites.mlp_out(lm.layer_modules[layer])
-        handles.append(module.register_forward_pre_hook(make_hook(layer)))
-    try:
-        lm.model(
-            input_ids=input_ids.to(lm.device),
-            attention_mask=None if attention_mask is None else attention_mask.to(lm.device),
-            use_cache=False,
-        )
-    except _StopForward:
-        pass
-    finally:
-        for handle in handles:
-            handle.remove()
-    return out
+    transform = {
+        (layer, "mlp_post"): pick(neurons[layer]) if neurons and layer in neurons
+        else (lambda acts: acts.float())
+        for layer in set(layers)
+    }
+    got = capture(lm, input_ids, [(layer, "mlp_post") for layer in sorted(set(layers))],
+                  attention_mask=attention_mask, transform=transform)  # type: ignore[arg-type]
+    return {layer: acts for (layer, _), acts in got.items()}
 
 
 def pad_batch(

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from neuron2graph.errors import N2GError
-from neuron2graph.store.atomic import write_json_atomic
+from neuron2graph.files import write_json_atomic
 
 SCHEMA = "neuron2graph/graph"
 SCHEMA_VERSION = 1
@@ -261,6 +261,10 @@ class NeuronGraph:
 
     def n_nodes(self) -> int:
         return sum(1 for _ in self.root.walk()) - 1
+
+    def n_activating(self) -> int:
+        """Distinct activating tokens (children of the root)."""
+        return len(self.root.children)
 
     def is_empty(self) -> bool:
         return not self.root.children

@@ -1,60 +1,9 @@
-"""Atomic writes: write to a temporary file in the same folder, fsync, then rename over the target.
+"""Kept for existing imports: the atomic writers live in the neutral `neuron2graph.files`.
 
-A killed process therefore leaves either the old file or the new one, never half of one.
+They moved there so that the graph schema (`n2g/graph.py`) can write files without importing the
+store, and the store can stay free of every stage (docs/architecture.md, "Layering").
 """
 
-from __future__ import annotations
+from neuron2graph.files import atomic_path, write_bytes_atomic, write_json_atomic, write_text_atomic
 
-import json
-import os
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Any
-
-
-def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
-    write_bytes_atomic(path, text.encode("utf-8"))
-
-
-def write_json_atomic(path: str | os.PathLike[str], obj: Any, *, indent: int | None = 2) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=indent, ensure_ascii=False) + "\n")
-
-
-@contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path next to `path`; on success fsync it and rename it over `path`.
-
-    For writers that insist on writing a file themselves (safetensors' `save_file`), so a large
-    array file need not be held in memory as bytes first.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+__all__ = ["atomic_path", "write_bytes_atomic", "write_json_atomic", "write_text_atomic"]

@@ -1,9 +1,10 @@
-"""The run's SQLite index (`index.sqlite`): one database, each stage owns its own tables.
+"""The run's SQLite index (`index.sqlite`): a view derived from the run's files.
 
-WAL mode lets the web browser read while a stage writes; every multi-row write happens inside one
-transaction, so a killed process leaves either the old rows or the new ones. This module creates
-only the tables of the store itself (`neurons`, written by `record`, and `graphs`, written by
-`Run.save_graph`); other stages create theirs with `CREATE TABLE IF NOT EXISTS` in their own code.
+Stages write files only; the driver of a stage (at its end) or `n2g reindex` (at any time) derives
+the tables from those files, so the index can be deleted and rebuilt. WAL mode lets the browser
+read while the one writer writes; every multi-row write happens inside one transaction. This
+module creates the tables of the store itself (`neurons`, from the recorded layer files, and
+`graphs`, from the graph files); other stages create theirs with `CREATE TABLE IF NOT EXISTS`.
 """
 
 from __future__ import annotations

@@ -12,23 +12,23 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from neuron2graph.errors import N2GError
+from neuron2graph.files import write_json_atomic
 from neuron2graph.ids import NeuronId
 from neuron2graph.store import db as dbmod
-from neuron2graph.store.atomic import write_json_atomic
+from neuron2graph.store import layout
 from neuron2graph.store.tokenizer import load_tokenizer
 
 FORMAT = "neuron2graph/run"
 FORMAT_VERSION = 1
-MANIFEST = "run.json"
-RECORD_DIR = "record"
-GRAPHS_DIR = "graphs"
+MANIFEST = layout.MANIFEST
+RECORD_DIR = layout.RECORD_DIR
+GRAPHS_DIR = layout.GRAPHS_DIR
 
 NidLike = NeuronId | str | tuple[int, int]
 
@@ -42,12 +42,8 @@ def as_nid(nid: NidLike) -> NeuronId:
     return NeuronId(int(layer), int(neuron))
 
 
-def layer_file(run_dir: Path, layer: int) -> Path:
-    return run_dir / RECORD_DIR / f"layer_{layer}.safetensors"
-
-
-def sample_file(run_dir: Path) -> Path:
-    return run_dir / RECORD_DIR / "sample.safetensors"
+layer_file = layout.layer_file
+sample_file = layout.sample_file
 
 
 @dataclass
@@ -275,35 +271,9 @@ class Run:
 
     # -------------------------------------------------------------------- graphs
     def graph_path(self, nid: NidLike) -> Path:
-        nid = as_nid(nid)
-        return self.path / GRAPHS_DIR / str(nid.layer) / f"{nid.layer}_{nid.neuron}.json"
-
-    def load_graph(self, nid: NidLike) -> Any:
-        """The neuron's saved NeuronGraph, or None when it has not been built."""
-        from neuron2graph.n2g.graph import NeuronGraph
-
-        path = self.graph_path(nid)
-        if not path.is_file():
-            return None
-        return NeuronGraph.load(path)
-
-    def save_graph(self, graph: Any) -> Path:
-        """Write the graph atomically to graphs/L/L_N.json and upsert its row in `graphs`."""
-        nid = self.check(graph.neuron)
-        path = self.graph_path(nid)
-        graph.save(path)
-        conn = self.db()
-        try:
-            with conn:
-                conn.execute(
-                    "INSERT OR REPLACE INTO graphs (layer, neuron, path, n_nodes, n_activating, "
-                    "built_at) VALUES (?, ?, ?, ?, ?, ?)",
-                    (nid.layer, nid.neuron, str(path.relative_to(self.path)), graph.n_nodes(),
-                     len(graph.root.children), datetime.now(UTC).isoformat(timespec="seconds")),
-                )
-        finally:
-            conn.close()
-        return path
+        """Where the unit's graph file lives (reading it is the n2g package's job:
+        `neuron2graph.n2g.graph_io.load_graph`; the store knows paths, not graphs)."""
+        return layout.graph_file(self.path, as_nid(nid))
 
     # ------------------------------------------------------------------------ db
     def db(self) -> sqlite3.Connection:

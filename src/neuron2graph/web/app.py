@@ -2,7 +2,8 @@
 
 Only the run given at start-up is served; neuron ids are parsed and range-checked before any file
 is touched, static assets come from the package's own folder, so no URL can reach another path.
-Every user error becomes a JSON 4xx (`{"detail": ...}`), never a traceback.
+Every user error becomes a JSON 4xx (`{"detail": ...}`): 404 for what does not exist
+(`NotFoundError`), 400 for bad input (an unknown `sort`), never a traceback.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel
 
-from neuron2graph.errors import N2GError
+from neuron2graph.errors import N2GError, NotFoundError
 from neuron2graph.web.data import RunView
 
 HERE = Path(__file__).parent
@@ -100,7 +101,8 @@ def create_app(run_path: str | Path, *, model: str | None = None) -> FastAPI:
 
     @app.exception_handler(N2GError)
     async def _n2g(_req: Request, exc: N2GError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=404)
+        status = 404 if isinstance(exc, NotFoundError) else 400  # not found vs bad input
+        return JSONResponse({"detail": str(exc)}, status_code=status)
 
     @app.exception_handler(Exception)
     async def _any(_req: Request, exc: Exception) -> JSONResponse:
@@ -127,7 +129,7 @@ def create_app(run_path: str | Path, *, model: str | None = None) -> FastAPI:
     def api_graph(nid: str) -> dict[str, Any]:
         graph = view.load_graph(view.parse(nid))
         if graph is None:
-            raise N2GError(f"neuron {nid} has no graph: run `n2g build`")
+            raise NotFoundError(f"neuron {nid} has no graph: run `n2g build`")
         out: dict[str, Any] = graph.to_json()
         return out
 
@@ -135,7 +137,7 @@ def create_app(run_path: str | Path, *, model: str | None = None) -> FastAPI:
     def api_graph_svg(nid: str) -> Response:
         svg = graph_payload(view, nid)["svg"]
         if svg is None:
-            raise N2GError(f"neuron {nid} has no graph: run `n2g build`")
+            raise NotFoundError(f"neuron {nid} has no graph: run `n2g build`")
         return Response(svg, media_type="image/svg+xml")
 
     @app.post("/api/neurons/{nid}/predict", response_model=PredictOut)

@@ -12,8 +12,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from neuron2graph.errors import N2GError
+from neuron2graph.errors import N2GError, NotFoundError
 from neuron2graph.ids import NeuronId
+from neuron2graph.store import layout
 
 SORT_KEYS = ("id", "max_act", "density", "f1", "n_nodes", "n_components")
 
@@ -42,18 +43,26 @@ class RunView:
 
     # ------------------------------------------------------------------ ids
     def parse(self, text: str) -> NeuronId:
-        """Validate an id from a URL; N2GError (-> 404) when malformed or out of range."""
-        nid = NeuronId.parse(text)
+        """Validate an id from a URL; NotFoundError (-> 404) when malformed or out of range
+        (an id that cannot name a unit of this run names no page)."""
+        try:
+            nid = NeuronId.parse(text)
+        except N2GError as exc:
+            raise NotFoundError(str(exc)) from None
         if nid.layer not in self.run.layers or not 0 <= nid.neuron < self.run.n_neurons:
-            raise N2GError(f"neuron {nid} is not in this run")
+            raise NotFoundError(f"neuron {nid} is not in this run")
         return nid
 
+    def _connect(self) -> sqlite3.Connection:
+        index = layout.index_file(self.path)
+        if not index.is_file():
+            raise N2GError(f"{self.path} has no {layout.INDEX}: rebuild it with n2g reindex")
+        return sqlite3.connect(f"file:{index}?mode=ro", uri=True)
+
     def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        conn = sqlite3.connect(f"file:{self.path / 'index.sqlite'}?mode=ro", uri=True)
+        conn = self._connect()
         try:
             return list(conn.execute(sql, args))
-        except sqlite3.OperationalError:
-            return []
         finally:
             conn.close()
 
@@ -70,7 +79,8 @@ class RunView:
             "model": str(model.get("spec", model) if isinstance(model, dict) else model),
             "layers": self.run.layers,
             "n_neurons": self.run.n_neurons, "tokens": m.get("tokens"),
-            "n_graphs": (self._query("SELECT COUNT(*) FROM graphs") or [(0,)])[0][0],
+            "n_graphs": (self._query("SELECT COUNT(*) FROM graphs")[0][0]
+                         if self.has_table("graphs") else 0),
             "has_eval": self.has_table("eval"), "has_decode": self.has_table("decode"),
         }
 
@@ -119,7 +129,9 @@ class RunView:
 
     # --------------------------------------------------------------- neuron
     def load_graph(self, nid: NeuronId) -> Any:
-        return self.run.load_graph(nid)
+        from neuron2graph.n2g.graph_io import load_graph
+
+        return load_graph(self.path, nid)
 
     def neuron(self, nid: NeuronId, *, k: int | None = None) -> dict[str, Any]:
         """Stats, every recorded top example (the builder numbers its examples the same way)."""
@@ -143,14 +155,12 @@ class RunView:
     def _row(self, table: str, nid: NeuronId) -> dict[str, Any] | None:
         if not self.has_table(table):
             return None
-        conn = sqlite3.connect(f"file:{self.path / 'index.sqlite'}?mode=ro", uri=True)
+        conn = self._connect()
         conn.row_factory = sqlite3.Row
         try:
             row = conn.execute(f"SELECT * FROM {table} WHERE layer=? AND neuron=?",
                                (nid.layer, nid.neuron)).fetchone()
             return dict(row) if row else None
-        except sqlite3.OperationalError:
-            return None
         finally:
             conn.close()
 
@@ -177,12 +187,10 @@ class RunView:
                 "counts": scores.get("examples") if isinstance(scores, dict) else None}
 
     def _decode(self, nid: NeuronId) -> Any:
-        try:
-            from neuron2graph.decode.table import decoded_tokens
+        """Decoded tokens, None when the run was never decoded (the decode stage is optional)."""
+        from neuron2graph.decode.table import decoded_tokens
 
-            return decoded_tokens(self.path / "index.sqlite", nid.layer, nid.neuron) or None
-        except Exception:  # the decode stage is optional: a page without it is still useful
-            return None
+        return decoded_tokens(layout.index_file(self.path), nid.layer, nid.neuron) or None
 
     def _search_conn(self) -> sqlite3.Connection:
         """The run's db with an up-to-date search index (built on first use, as `n2g search`)."""
@@ -195,16 +203,16 @@ class RunView:
         return conn
 
     def similar(self, nid: NeuronId, top: int = 10) -> list[dict[str, Any]]:
-        try:
-            from neuron2graph.search import similar_neurons
+        """Units with overlapping graphs; empty when this unit has no graph (nothing to match)."""
+        from neuron2graph.search import similar_neurons
 
-            conn = self._search_conn()
-        except Exception:  # no search stage or no graphs: the page just has no list
+        if not layout.graph_file(self.path, nid).is_file():
             return []
+        if top < 1:
+            raise N2GError(f"top must be at least 1, got {top}")
+        conn = self._search_conn()
         try:
             return similar_neurons(conn, str(nid), top)
-        except Exception:
-            return []
         finally:
             conn.close()
 
@@ -229,6 +237,6 @@ class RunView:
     def predict(self, nid: NeuronId, text: str) -> dict[str, Any]:
         graph = self.load_graph(nid)
         if graph is None:
-            raise N2GError(f"neuron {nid} has no graph: run `n2g build RUN --neurons {nid}`")
+            raise NotFoundError(f"neuron {nid} has no graph: run `n2g build RUN --neurons {nid}`")
         tokens = self.tokenize(text[:5000])
         return {"tokens": tokens, "pred": [round(p, 4) for p in graph.predict(tokens)]}
