@@ -43,5 +43,5 @@ def save_saelens(sae: Sae, folder: str | Path) -> Path:
     if sae.has_skip:
         tensors["W_skip"] = sae.W_skip
     (folder / "cfg.json").write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(folder / SAELENS_WEIGHTS))
+    save_file({k: v.detach().clone().contiguous() for k, v in tensors.items()}, str(folder / SAELENS_WEIGHTS))
     return folder
