@@ -43,5 +43,7 @@ def save_saelens(sae: Sae, folder: str | Path) -> Path:
     if sae.has_skip:
         tensors["W_skip"] = sae.W_skip
     (folder / "cfg.json").write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
-    save_file({k: v.detach().clone().contiguous() for k, v in tensors.items()}, str(folder / SAELENS_WEIGHTS))
+    # Cloned: safetensors refuses tensors that share memory (e.g. a tied W_enc = W_dec.T).
+    owned = {k: v.detach().clone().contiguous() for k, v in tensors.items()}
+    save_file(owned, str(folder / SAELENS_WEIGHTS))
     return folder
