@@ -77,3 +77,44 @@ def test_bad_specs(tmp_path: Path) -> None:
     save_saelens(_identity_sae(lm.n_neurons + 1, 0), tmp_path / "wide")
     with pytest.raises(N2GError, match="has d_in=65, but tiny-llama is 64 wide"):
         make_source(f"sae:{tmp_path / 'wide'}", lm)
+
+
+def test_recording_an_identity_sae_keeps_the_neurons_top_examples(tmp_path: Path) -> None:
+    """Recorded through `record(source=...)`: same top windows and per-token activations as the
+    neurons (wherever the neuron's window max is positive, ReLU changes nothing there)."""
+    import numpy as np
+    from tests.integration.record_fixtures import tiny_documents
+
+    from neuron2graph.corpus import iter_windows
+    from neuron2graph.record import RecordConfig, record
+    from neuron2graph.store import Run
+
+    lm = tiny_model("llama")  # SiLU-gated neurons: both signs
+    save_saelens(_identity_sae(lm.n_neurons, 1), tmp_path / "id")
+    config = RecordConfig(window=16, top_k=5, sample=8, batch_size=4, max_tokens=2000)
+
+    def run(out: str, source: object) -> Run:
+        windows = iter_windows(tiny_documents(), lm.tokenizer, length=16, bos="always")
+        return record(lm, windows, [1], tmp_path / out, config, progress=False,
+                      source=source)  # type: ignore[arg-type]
+
+    neurons = run("neurons", None)
+    latents = run("latents", make_source(f"sae:{tmp_path / 'id'}", lm))
+    assert latents.manifest["units"] == "sae" and latents.n_neurons == lm.n_neurons
+    compared = 0
+    for index in range(lm.n_neurons):
+        want = neurons.top_examples(_nid(1, index))
+        if not want or want[-1].max_act <= 0:
+            continue  # below zero the ReLU ties windows at 0 and the order may differ
+        got = latents.top_examples(_nid(1, index))
+        assert [e.window for e in got] == [e.window for e in want]
+        for g, w in zip(got, want, strict=True):
+            np.testing.assert_array_equal(np.asarray(g.acts), np.maximum(np.asarray(w.acts), 0))
+        compared += 1
+    assert compared > lm.n_neurons // 2
+
+
+def _nid(layer: int, index: int) -> object:
+    from neuron2graph.ids import NeuronId
+
+    return NeuronId(layer, index)

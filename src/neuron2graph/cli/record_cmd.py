@@ -39,6 +39,8 @@ def record_command(
         int, typer.Option(help="Checkpoint the running state every this many batches.")
     ] = 50,
     progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
+    units: Annotated[str, typer.Option(help="Units to record: neurons, or sae:PATH (SAELens or "
+                                            "sparsify folder).")] = "neurons",
     as_json: JsonOpt = False,
 ) -> None:
     """Record top examples, a random sample and statistics of every neuron of some layers."""
@@ -60,6 +62,8 @@ def record_command(
         names = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
         want = old.get("dtype", "") if dtype == "auto" else names.get(dtype, dtype)
         ident = run_identity(config, model=model, layers=layer_list, corpus=corpus, dtype=want)
+        if units != "neurons":
+            ident["units"] = units
         diff = identity_diff(old, ident)
         if not diff:
             typer.echo(f"{out} already holds this recording (same configuration): nothing to do",
@@ -76,12 +80,18 @@ def record_command(
     from neuron2graph.record import record
 
     description = describe_corpus(corpus)
+    from neuron2graph.units import make_source
+
     lm = load_model(model, device=device, dtype=None if dtype == "auto" else dtype)
+    source = None if units == "neurons" else make_source(units, lm)
     for layer in layer_list:
-        lm.check_neuron(layer)
+        if source is None:
+            lm.check_neuron(layer)
+        else:
+            source.check(layer)
     windows = iter_windows(iter_documents(corpus), lm.tokenizer, length=window, bos=bos)
     record(lm, windows, layer_list, out, config, progress=progress, corpus=description,
-           overwrite=overwrite)
+           overwrite=overwrite, source=source)
     _print_info(out, as_json)
 
 

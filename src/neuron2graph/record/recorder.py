@@ -31,6 +31,7 @@ from neuron2graph.record.writer import checkpoint_dir, finalize, load_checkpoint
 from neuron2graph.store.atomic import write_json_atomic
 from neuron2graph.store.run import FORMAT, FORMAT_VERSION, MANIFEST, Run
 from neuron2graph.store.tokenizer import save_tokenizer
+from neuron2graph.units.source import ActivationSource
 
 STOP_ENV = "N2G_TEST_STOP_AFTER_BATCHES"
 """Test hook: SIGKILL this process after that many batches (simulates a crash mid-run)."""
@@ -157,7 +158,7 @@ def _check_finite(acts: torch.Tensor, batch: Batch, layer: int) -> None:
 
 def forward_batch(
     lm: LoadedModel, chunk: Sequence[Any], layers: Sequence[int], width: int, pad_id: int,
-    bos_id: int | None,
+    bos_id: int | None, source: ActivationSource | None = None,
 ) -> tuple[Batch, dict[int, torch.Tensor]]:
     """The bare part of a step: pack windows (right padding) and run the truncated forward.
 
@@ -167,7 +168,10 @@ def forward_batch(
     batch = _make_batch(chunk, width, pad_id, bos_id)
     mask = None if bool((batch.length == width).all()) else (
         torch.arange(width)[None, :] < batch.length[:, None]).long()
-    acts = layer_activations(lm, batch.tokens.long(), layers, attention_mask=mask)
+    if source is None:
+        acts = layer_activations(lm, batch.tokens.long(), layers, attention_mask=mask)
+    else:
+        acts = source.activations(batch.tokens.long(), layers, attention_mask=mask)
     return batch, {layer: a.cpu() for layer, a in acts.items()}
 
 
@@ -214,11 +218,13 @@ def record(
     *,
     corpus: dict[str, Any] | None = None,
     overwrite: bool = False,
+    source: ActivationSource | None = None,
 ) -> Run:
     """Record `layers` of `lm` over `windows` (corpus `Window`s) into the run folder `out`.
 
     `corpus` is the corpus description for the manifest (`describe_corpus(spec)`); its `spec` is
-    part of the run identity. Returns the finished run. Re-running with the same arguments
+    part of the run identity. `source` records other units (e.g. SAE latents, `units/sae.py`);
+    None records MLP neurons as before. Returns the finished run. Re-running with the same arguments
     resumes an interrupted recording, or does nothing when it is complete.
     """
     config = config or RecordConfig()
@@ -227,18 +233,26 @@ def record(
     if not layers:
         raise N2GError("no layers given: pass e.g. --layers 0-3")
     for layer in layers:
-        lm.check_neuron(layer)
+        if source is None:
+            lm.check_neuron(layer)
+        else:
+            source.check(layer)
     out = Path(out).expanduser()
     corpus = corpus or {"spec": "custom"}
     dtype_name = str(lm.dtype).removeprefix("torch.")
     identity = run_identity(config, model=lm.spec, layers=layers,
                             corpus=str(corpus.get("spec")), dtype=dtype_name)
+    if source is not None:
+        identity["units"] = source.spec
     action = prepare_out(out, identity, overwrite)
     if action == "done":
         _say(f"{out} already holds this recording (same configuration): nothing to do")
         return Run.open(out)
 
-    width, n = config.window, lm.n_neurons
+    width = config.window
+    n = lm.n_neurons if source is None else source.n_units(layers[0])
+    if source is not None and any(source.n_units(layer) != n for layer in layers):
+        raise N2GError("the SAEs of these layers differ in size: record them in separate runs")
     states = {layer: LayerState(n, config.top_k, width, config.sample) for layer in layers}
     sample = SampleState(config.sample, width, config.seed)
     done = {"windows": 0, "batches": 0, "tokens": 0, "elapsed_s": 0.0}
@@ -253,6 +267,7 @@ def record(
                   "dtype": dtype_name, "device": str(lm.device)},
         "weights_hash": lm.weights_hash, "n_layers": lm.n_layers, "n_neurons": n,
         "layers": layers, "corpus": corpus,
+        **({} if source is None else {"units": source.kind, "unit_source": source.spec}),
         "record": {**config.identity(), "checkpoint_every": config.checkpoint_every},
         "bos_token_id": bos_id, "package_version": _version(), "created": _now(),
     }
@@ -289,7 +304,7 @@ def record(
     base_elapsed = float(done["elapsed_s"])
     try:
         for chunk in _batches(stream, config.batch_size, remaining, width):
-            batch, acts = forward_batch(lm, chunk, layers, width, pad_id, bos_id)
+            batch, acts = forward_batch(lm, chunk, layers, width, pad_id, bos_id, source)
             fold_batch(states, sample, batch, acts)
             n_tok = int(batch.length.sum())
             done["windows"] += len(chunk)
