@@ -118,3 +118,14 @@ def _nid(layer: int, index: int) -> object:
     from neuron2graph.ids import NeuronId
 
     return NeuronId(layer, index)
+
+
+def test_model_stages_refuse_a_latent_run_instead_of_reading_neurons(tmp_path: Path) -> None:
+    from neuron2graph.evaluate.builder import load_run_model
+
+    class FakeRun:  # only the manifest matters here
+        path = tmp_path
+        manifest = {"units": "sae", "unit_source": "sae:x", "model": {"spec": "tiny"}}
+
+    with pytest.raises(N2GError, match="records sae units"):
+        load_run_model(FakeRun())  # type: ignore[arg-type]
