@@ -121,11 +121,11 @@ def _nid(layer: int, index: int) -> object:
 
 
 def test_model_stages_refuse_a_latent_run_instead_of_reading_neurons(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
     from neuron2graph.evaluate.builder import load_run_model
 
-    class FakeRun:  # only the manifest matters here
-        path = tmp_path
-        manifest = {"units": "sae", "unit_source": "sae:x", "model": {"spec": "tiny"}}
-
+    run = SimpleNamespace(path=tmp_path, manifest={"units": "sae", "unit_source": "sae:x",
+                                                   "model": {"spec": "tiny"}})
     with pytest.raises(N2GError, match="records sae units"):
-        load_run_model(FakeRun())  # type: ignore[arg-type]
+        load_run_model(run)  # type: ignore[arg-type]
