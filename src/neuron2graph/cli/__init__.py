@@ -12,6 +12,7 @@ from neuron2graph.cli import (  # noqa: F401  (imported to register commands)
     explain_cmd,
     record_cmd,
     run_cmd,
+    sae_cmd,
     search_cmd,
     web_cmd,
 )

@@ -22,7 +22,8 @@ def record_command(
     ),
     layers: Annotated[str, typer.Option(help="Layers to record, e.g. 0,1,2 or 0-3.")] = "0-3",
     units: Annotated[
-        str, typer.Option(help="Unit kind to record: neurons (MLP neurons); see docs/units.md.")
+        str, typer.Option(help="Units to record: neurons (MLP neurons), or sae:PATH (a SAELens or "
+                       "sparsify folder); see docs/units.md.")
     ] = "neurons",
     max_tokens: Annotated[
         int, typer.Option(help="Stop after this many tokens; 0 reads the whole corpus.")
