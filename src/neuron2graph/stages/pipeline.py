@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +46,6 @@ class RunPlan:
     window: int = 64
     augment: bool = True
     device: str = "auto"
-    extra: dict[str, Any] = field(default_factory=dict)
-    """Options for executors etc. carried from the config file (unused by the stages)."""
 
     def check(self) -> None:
         unknown = [s for s in self.stages if s not in ALL_STAGES]
