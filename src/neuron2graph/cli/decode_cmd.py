@@ -92,12 +92,15 @@ def decode_cmd(
         _decode_out(out, model, layers, neurons, top, kind_list, chunk_size, vocab_chunk_size,
                     overwrite, device, dtype, json_out)
         return
+    from neuron2graph.units import make_source
+
     lm = _load(model, device, dtype)
+    source = make_source("neurons", lm)
     wanted: dict[int, list[int]] | None = None
     if neurons is not None:
         wanted = {}
         for nid in NeuronId.parse_list(neurons):
-            lm.check_neuron(nid.layer, nid.neuron)
+            source.check(nid.layer, nid.neuron)
             wanted.setdefault(nid.layer, []).append(nid.neuron)
         layer_list = sorted(wanted)
     else:
@@ -123,7 +126,8 @@ def decode_cmd(
         for row, neuron in enumerate(ids):
             results.append({"layer": dec.layer, "neuron": neuron, **dec.neuron(row, lm.tokenizer)})
     seconds = time.perf_counter() - start
-    n_done = sum(len(v) for v in wanted.values()) if wanted else len(layer_list) * lm.n_neurons
+    n_done = (sum(len(v) for v in wanted.values()) if wanted
+              else sum(source.n_units(la) for la in layer_list))
     summary = {"model": lm.spec, "layers": layer_list, "skipped_layers": [], "neurons": n_done,
                "top": top, "seconds": round(seconds, 3), "final_norm": norm.describe()}
     if json_out:
@@ -229,10 +233,11 @@ def clamp_cmd(
     """Clamp a neuron and show how the next-token probabilities and the generation change."""
     from neuron2graph.decode import clamp_report, neuron_logits, single_token_id
     from neuron2graph.ids import NeuronId
+    from neuron2graph.units import make_source
 
     nid = NeuronId.parse(neuron)
     lm = _load(model, device, dtype)
-    lm.check_neuron(nid.layer, nid.neuron)
+    make_source("neurons", lm).check(nid)
     if concept:
         ids = [single_token_id(lm.tokenizer, c) for c in concept]
     else:

@@ -21,6 +21,10 @@ def record_command(
         "default"
     ),
     layers: Annotated[str, typer.Option(help="Layers to record, e.g. 0,1,2 or 0-3.")] = "0-3",
+    units: Annotated[
+        str, typer.Option(help="Units to record: neurons (MLP neurons), or sae:PATH (a SAELens or "
+                       "sparsify folder); see docs/units.md.")
+    ] = "neurons",
     max_tokens: Annotated[
         int, typer.Option(help="Stop after this many tokens; 0 reads the whole corpus.")
     ] = 100_000,
@@ -41,13 +45,13 @@ def record_command(
     progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
     as_json: JsonOpt = False,
 ) -> None:
-    """Record top examples, a random sample and statistics of every neuron of some layers."""
+    """Record top examples, a random sample and statistics of every unit of some layers."""
     from neuron2graph.ids import parse_layers
     from neuron2graph.record.config import RecordConfig
     from neuron2graph.record.stage import RecordStageConfig, run
 
     config = RecordStageConfig(
-        model=model, corpus=corpus, layers=tuple(parse_layers(layers)),
+        model=model, corpus=corpus, layers=tuple(parse_layers(layers)), units=units,
         record=RecordConfig(window=window, top_k=top_k, sample=sample, batch_size=batch_size,
                             max_tokens=max_tokens or None, seed=seed, bos=bos,
                             checkpoint_every=checkpoint_every),

@@ -204,7 +204,8 @@ def reindex_command(
     progress: ProgressOpt = True,
     as_json: JsonOpt = False,
 ) -> None:
-    """Rebuild the run's SQLite index from its files (neurons, graphs, eval, decode, search).
+    """Rebuild the run's SQLite index from its files (neurons, graphs, eval, decode,
+    explanations, search).
 
     The index is a view derived from the files the stages write: delete RUN/index.sqlite and
     this command rebuilds it. --force also re-reads graphs the search index already holds.
@@ -214,7 +215,7 @@ def reindex_command(
     from neuron2graph.stages.reindex import reindex
     from neuron2graph.store.run import Run
 
-    tables = reindex(run, only=["neurons", "graphs", "eval", "decode"])
+    tables = reindex(run, only=["neurons", "graphs", "eval", "decode", "explanations"])
     r = Run.open(run)
     conn = connect(r.db())
     try:
@@ -224,12 +225,15 @@ def reindex_command(
         conn.close()
     for failure in report.failed:
         typer.echo(f"warning: skipped unreadable graph {failure}", err=True)
-    if total == 0:
+    n_expl = int(tables.get("explanations", 0))
+    if total == 0 and n_expl == 0:
         raise N2GError(f"{run} has no graphs: build some with `n2g build`")
     if as_json:
         emit_json({"run": str(run), **report.to_json(), "graphs_indexed": total,
-                   "tables": tables})
+                   "explanations_indexed": n_expl, "tables": tables})
         return
+    if n_expl:
+        typer.echo(f"indexed {n_expl} explanations")
     typer.echo(
         f"indexed {report.indexed} graphs, {report.unchanged} unchanged, "
         f"{report.removed} removed; {total} graphs in the index"

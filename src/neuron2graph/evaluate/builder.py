@@ -93,6 +93,15 @@ def load_run_model(run: RunLike, *, device: str = "auto", dtype: str | None = No
 
     from neuron2graph.models.loading import load_model
 
+    units = run.manifest.get("units")
+    if units and units != "neurons":
+        # These stages still read MLP neurons through the model directly; running them on a
+        # latent run would silently explain the neuron with the latent's index.
+        raise N2GError(
+            f"{run.path} records {units} units ({run.manifest.get('unit_source')}): stages that "
+            "re-run the model (build, eval, predict, explain) read MLP neurons only so far; use "
+            "examples, info, report and the browser on it, or record --units neurons"
+        )
     model = run.manifest.get("model")
     spec = model.get("spec") if isinstance(model, dict) else model
     if not isinstance(spec, str) or not spec:

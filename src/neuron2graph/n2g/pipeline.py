@@ -38,6 +38,8 @@ from neuron2graph.n2g.saliency import (
     resolve_mask_id,
 )
 from neuron2graph.tokens import token_pieces
+from neuron2graph.units.registry import make_source
+from neuron2graph.units.source import ActivationSource
 
 
 @dataclass(frozen=True)
@@ -215,6 +217,7 @@ def _build_layer(
     reqs: list[tuple[int, NeuronRequest]],
     config: N2GConfig,
     progress: Callable[[int], None] | None,
+    source: ActivationSource | None = None,
 ) -> dict[int, BuildResult]:
     start = time.perf_counter()
     works = [
@@ -222,7 +225,8 @@ def _build_layer(
         for col, (_i, req) in enumerate(reqs)
     ]
     runner = LayerRunner(
-        lm, layer, [r.neuron for _i, r in reqs], max_batch_tokens=config.max_batch_tokens
+        lm, layer, [r.neuron for _i, r in reqs], max_batch_tokens=config.max_batch_tokens,
+        source=source,
     )
     mask_id = resolve_mask_id(lm.tokenizer, config.saliency.mask)
     bos_id = getattr(lm.tokenizer, "bos_token_id", None) if config.keep_bos else None
@@ -401,14 +405,18 @@ def build_graphs(
     config: N2GConfig | None = None,
     *,
     progress: Callable[[int], None] | None = None,
+    source: ActivationSource | None = None,
 ) -> list[BuildResult]:
-    """Build one graph per request; neurons of the same layer share every batch."""
+    """Build one graph per request; units of the same layer share every batch.
+
+    `source` gives the units (default: the MLP neurons of `lm`)."""
     cfg = config or N2GConfig()
+    source = source or make_source("neurons", lm)
     by_layer: dict[int, list[tuple[int, NeuronRequest]]] = {}
     for i, req in enumerate(requests):
-        lm.check_neuron(req.layer, req.neuron)
+        source.check(req.layer, req.neuron)
         by_layer.setdefault(req.layer, []).append((i, req))
     results: dict[int, BuildResult] = {}
     for layer, reqs in sorted(by_layer.items()):
-        results.update(_build_layer(lm, layer, reqs, cfg, progress))
+        results.update(_build_layer(lm, layer, reqs, cfg, progress, source))
     return [results[i] for i in range(len(requests))]

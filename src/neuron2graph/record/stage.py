@@ -28,6 +28,8 @@ class RecordStageConfig:
     model: str = "smollm2-135m"
     corpus: str = "default"
     layers: tuple[int, ...] = (0, 1, 2, 3)
+    units: str = "neurons"
+    """Unit source spec: `neurons` (MLP neurons) or `sae:PATH` (docs/units.md)."""
     record: RecordConfig = field(default_factory=RecordConfig)
     dtype: str | None = None
     """fp32, fp16, bf16 or None (fp32 on CPU, bf16 on GPU)."""
@@ -46,7 +48,7 @@ def _already_done(config: RecordStageConfig, out: Path, overwrite: bool) -> bool
     # "auto" resolves only once the device is known: compare it loosely.
     want = old.get("dtype", "") if config.dtype is None else torch_name(config.dtype)
     ident = run_identity(config.record, model=config.model, layers=list(config.layers),
-                         corpus=config.corpus, dtype=want)
+                         corpus=config.corpus, dtype=want, units=config.units)
     diff = identity_diff(old, ident)
     if diff:
         raise N2GError(
@@ -78,15 +80,17 @@ def run(config: RecordStageConfig, run_dir: str | Path, *, overwrite: bool = Fal
     from neuron2graph.corpus import describe_corpus, iter_documents, iter_windows
     from neuron2graph.models import load_model
     from neuron2graph.record.recorder import record
+    from neuron2graph.units import make_source
 
     description = describe_corpus(config.corpus)
     lm = load_model(config.model, device=config.device, dtype=config.dtype)
+    source = make_source(config.units, lm)
     for layer in config.layers:
-        lm.check_neuron(layer)
+        source.check(layer)
     windows = iter_windows(iter_documents(config.corpus), lm.tokenizer,
                            length=config.record.window, bos=config.record.bos)
     record(lm, windows, list(config.layers), out, config.record, progress=config.progress,
-           corpus=description, overwrite=overwrite)
+           corpus=description, overwrite=overwrite, source=source)
     _write_manifest(out)
     return True
 

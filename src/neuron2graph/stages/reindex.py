@@ -57,6 +57,13 @@ def index_decode(run: Run, conn: sqlite3.Connection) -> int:
     return rebuild_table(run, conn)
 
 
+def index_explanations(run: Run, conn: sqlite3.Connection) -> int:
+    """`explanations` + FTS5: every explanation file under RUN/explain (n2g explain)."""
+    from neuron2graph.explain.storage import reindex as rebuild
+
+    return rebuild(run.path, conn)
+
+
 def index_search(run: Run, conn: sqlite3.Connection) -> int:
     """`graph_tokens`, `graph_stats`: the search index over the graph files."""
     from neuron2graph.search import index_run, n_indexed
@@ -70,6 +77,7 @@ INDEXERS: dict[str, Callable[[Run, sqlite3.Connection], int]] = {
     "graphs": index_graphs,
     "eval": index_eval,
     "decode": index_decode,
+    "explanations": index_explanations,
     "search": index_search,
 }
 """Table (group) -> the function that derives it from the run's files, in dependency order."""
