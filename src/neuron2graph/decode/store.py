@@ -67,7 +67,8 @@ def open_run_db(run_dir: str | Path, lm: LoadedModel) -> sqlite3.Connection:
         "model": {"spec": lm.spec, "family": lm.sites.family, "model_type": model_type,
                   "dtype": str(lm.dtype).removeprefix("torch."), "device": str(lm.device)},
         "weights_hash": lm.weights_hash, "n_layers": lm.n_layers, "n_neurons": lm.n_neurons,
-        "units": "neurons", "unit_site": "mlp", "unit_source": "neurons", "layers": [], "package_version": __version__,
+        "units": "neurons", "unit_site": "mlp", "unit_source": "neurons", "layers": [],
+        "package_version": __version__,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     })
     return Run.open(run_dir).db()
