@@ -98,6 +98,14 @@ def read_manifest(path: Path) -> dict[str, Any]:
     return manifest
 
 
+def create_run(path: Path, fields: dict[str, Any]) -> Run:
+    """Write a new run manifest (format fields added) and open the run; for stages that start a
+    run without a recording (a decode-only run). The store owns run.json's format."""
+    manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, **fields}
+    write_json_atomic(layout.manifest_file(path), manifest)
+    return Run.open(path, allow_incomplete=True)
+
+
 class Run:
     """Reader (and light writer) of one run directory. Create one with `Run.open(path)`."""
 

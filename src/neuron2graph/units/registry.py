@@ -22,8 +22,15 @@ def _neurons(lm: LoadedModel, arg: str) -> ActivationSource:
     return MlpNeurons(lm)
 
 
+def _sae(lm: LoadedModel, arg: str) -> ActivationSource:
+    from neuron2graph.units.sae import make_sae_source
+
+    return make_sae_source(lm, arg)
+
+
 SOURCES: dict[str, Callable[[LoadedModel, str], ActivationSource]] = {
     "neurons": _neurons,
+    "sae": _sae,
 }
 """Spec head -> constructor. The constructor gets the text after `head:` ("" when none)."""
 
