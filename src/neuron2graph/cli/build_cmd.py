@@ -10,7 +10,19 @@ from typing import Annotated, Any
 
 import typer
 
-from neuron2graph.cli.app import DeviceOpt, DtypeOpt, JsonOpt, command, emit_json
+from neuron2graph.cli.app import (
+    AddressOpt,
+    CpusOpt,
+    DeviceOpt,
+    DtypeOpt,
+    ExecutorOpt,
+    GpusOpt,
+    JsonOpt,
+    WorkersOpt,
+    command,
+    emit_json,
+    executor_from_options,
+)
 from neuron2graph.errors import N2GError
 
 
@@ -45,6 +57,11 @@ def build_command(
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    executor_name: ExecutorOpt = "local",
+    address: AddressOpt = None,
+    workers: WorkersOpt = None,
+    cpus_per_worker: CpusOpt = 1.0,
+    gpus_per_worker: GpusOpt = 0.0,
     json_out: JsonOpt = False,
 ) -> None:
     """Build N2G graphs for a run's neurons and save them in RUN/graphs (resumable).
@@ -55,13 +72,20 @@ def build_command(
     """
     from neuron2graph.ids import NeuronId
     from neuron2graph.n2g.stage import BuildStageConfig, run
+    from neuron2graph.stages.executor import close_executor
 
     config = BuildStageConfig(
         neurons=tuple(NeuronId.parse_list(neurons)) if neurons else None, layer=layer,
         sample=sample, seed=seed, top_k=top_k, augmenter=augmenter if augment else None,
         mask=mask, dtype=None if dtype == "auto" else dtype, device=device,
         batch_neurons=batch_neurons)
-    outcome = run(config, run_dir, overwrite=overwrite, progress=not quiet)
+    executor = executor_from_options(executor_name, address, workers, cpus_per_worker,
+                                     gpus_per_worker)
+    try:
+        outcome = run(config, run_dir, executor=executor, overwrite=overwrite,
+                      progress=not quiet)
+    finally:
+        close_executor(executor)
     report: list[dict[str, Any]] = [{"neuron": str(n), "status": "skipped (exists)"}
                                     for n in outcome.reused]
     report += [outcome.rows[n] for n in outcome.rows]
