@@ -82,3 +82,52 @@ def tiny_model(family: str = "llama", *, n_layers: int = 2, seed: int = 0) -> Lo
 
 def token_id(lm: LoadedModel, word: str) -> int:
     return int(lm.tokenizer.convert_tokens_to_ids(word))
+
+
+def random_latents(lm: LoadedModel, n_units: int = 9216, *, k: int = 16, seed: int = 0,
+                   sparse: bool = True) -> Any:
+    """A fake SAE source: TopK(ReLU(W x)) of each layer's residual stream output, `n_units`
+    random latents of which at most `k` are nonzero per token. For tests and memory benchmarks
+    of sparse units without an SAE file (the real SAE source comes with the SAE issue)."""
+    from neuron2graph.units.source import ActivationSource
+
+    class RandomLatents(ActivationSource):
+        kind = "random-latents"
+        site = "resid_post"
+
+        def __init__(self) -> None:
+            super().__init__(lm)
+            self.sparse = sparse
+            embed: Any = lm.model.get_input_embeddings()  # type: ignore[operator]
+            d_model = int(embed.weight.shape[1])
+            gen = torch.Generator().manual_seed(seed)
+            self.encoder = torch.randn(n_units, d_model, generator=gen) / d_model**0.5
+
+        @property
+        def noun(self) -> str:
+            return "latent"
+
+        def n_units(self, layer: int) -> int:
+            return n_units
+
+        def encode(self, x: torch.Tensor) -> torch.Tensor:
+            pre = torch.relu(x.float() @ self.encoder.T)
+            top = pre.topk(min(k, n_units), dim=-1)
+            return torch.zeros_like(pre).scatter_(-1, top.indices, top.values)
+
+        def activations(self, input_ids: Any, layers: Any, *, attention_mask: Any = None,
+                        units: dict[int, torch.Tensor] | None = None) -> dict[int, torch.Tensor]:
+            from neuron2graph.models.hooks import capture
+
+            self._check_request(layers, units)
+
+            def encode_layer(layer: int) -> Any:
+                index = (units or {}).get(layer)
+                return lambda x: self.encode(x) if index is None else self.encode(x)[..., index]
+
+            transform = {(layer, "resid_post"): encode_layer(layer) for layer in layers}
+            got = capture(lm, input_ids, [(layer, "resid_post") for layer in layers],
+                          attention_mask=attention_mask, transform=transform)  # type: ignore[arg-type]
+            return {layer: acts for (layer, _), acts in got.items()}
+
+    return RandomLatents()

@@ -82,11 +82,17 @@ def test_decode_neurons_and_out(models: dict[str, Path], tmp_path: Path) -> None
     assert len(decoded_tokens(run, 1, 63)["promote"]) == 10
     again = _json(["decode", "-m", str(models["gpt2"]), "--out", str(run), "--json"])
     assert again["skipped_layers"] == [0, 1] and again["neurons"] == 0  # resumable: nothing to do
+    # Another --top is refused (it used to mix layers of top 10 and top 3 silently) ...
+    mixed = runner.invoke(app, ["decode", "-m", str(models["gpt2"]), "--out", str(run),
+                                "--layers", "1", "--top", "3"])
+    assert mixed.exit_code == 2 and "top: 10 -> 3" in mixed.stderr and "--overwrite" in mixed.stderr
+    # ... unless --overwrite, which discards the earlier layers.
     redo = _json(["decode", "-m", str(models["gpt2"]), "--out", str(run), "--layers", "1",
-                  "--top", "3", "--json"])
+                  "--top", "3", "--overwrite", "--json"])
     assert redo["layers"] == [1] and decoded_tokens(run, 1, 63)["promote"][-1]["rank"] == 2
+    assert decoded_tokens(run, 0, 5) == {}
     manifest = json.loads((run / "run.json").read_text())
-    assert manifest["decode"]["layers"] == [0, 1] and manifest["decode"]["top"] == 3  # last run
+    assert manifest["decode"]["layers"] == [1] and manifest["decode"]["top"] == 3
     table = runner.invoke(app, ["decode", "-m", str(models["gpt2"]), "--layers", "0",
                                 "--show", "3"])
     assert table.exit_code == 0 and "61 more neurons" in table.output

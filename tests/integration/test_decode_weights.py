@@ -14,9 +14,9 @@ from neuron2graph.decode import (
     decoded_tokens,
     find_neurons,
     load_layer,
-    open_run_db,
     save_layer,
 )
+from neuron2graph.decode.stage import check_same_model, create_decode_run
 from neuron2graph.models.loading import LoadedModel
 from neuron2graph.testing import tiny_model
 
@@ -142,7 +142,7 @@ def test_find_neurons_matches_brute_force(family: str, by: str) -> None:
 def test_run_store_round_trip(tmp_path: Path) -> None:
     lm = tiny_model("llama")
     run = tmp_path / "run"
-    conn = open_run_db(run, lm)
+    conn = create_decode_run(run, lm).db()
     dec = decode_layer(lm, 1, top=4)
     path = save_layer(run, dec, lm, conn)
     assert path == run / "decode" / "layer_001.safetensors"
@@ -171,11 +171,11 @@ def test_out_folder_checks(tmp_path: Path) -> None:
     from neuron2graph.errors import N2GError
 
     lm = tiny_model("llama")
-    open_run_db(tmp_path / "run", lm).close()
+    made = create_decode_run(tmp_path / "run", lm)
     other = tiny_model("llama", n_layers=3)
     with pytest.raises(N2GError, match="another model"):
-        open_run_db(tmp_path / "run", other)
+        check_same_model(made, other)
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "notes.txt").write_text("mine")
     with pytest.raises(N2GError, match="not a run"):
-        open_run_db(tmp_path / "junk", lm)
+        create_decode_run(tmp_path / "junk", lm)

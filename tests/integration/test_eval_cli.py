@@ -109,7 +109,8 @@ def test_eval_cli_end_to_end_and_resume(run_dir: Path) -> None:
 
     # Other settings: one line, exit 2, nothing mixed; --overwrite starts afresh.
     code, out = _eval(run_dir, "--seed", "1", "--no-official")
-    assert code == 2 and "other settings" in out and "Traceback" not in out
+    assert code == 2 and "another config" in out and "seed: 0 -> 1" in out
+    assert "Traceback" not in out
     code, out = _eval(run_dir, "--seed", "1", "--no-official", "--overwrite", "--json")
     assert code == 0, out
     assert "official" not in json.loads(out)["aggregate"]["all"]["methods"]

@@ -28,7 +28,7 @@ def planted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 def _cli(*args: str) -> dict:
-    quiet = [] if args[0] == "search" else ["--quiet"]
+    quiet = [] if args[0] in ("search", "reindex") else ["--quiet"]
     res = runner.invoke(app, [*args, "--json", *quiet])
     assert res.exit_code == 0, res.output
     return json.loads(res.stdout)
@@ -71,6 +71,15 @@ def test_explain_score_search(planted: tuple[Path, Path]) -> None:
 
     found = _cli("search", str(run), "--explanation", "cat")
     assert {r["unit"] for r in found["results"]} >= {"1:0"}
+
+    import sqlite3
+
+    with sqlite3.connect(run / "index.sqlite") as conn:  # the index is derived: drop, rebuild
+        conn.execute("DELETE FROM explanations_fts")
+    doc = _cli("reindex", str(run))
+    assert doc["explanations_indexed"] == 4
+    assert {r["unit"] for r in _cli("search", str(run), "--explanation", "cat")["results"]} >= {
+        "1:0"}
 
     from fastapi.testclient import TestClient
 

@@ -112,3 +112,37 @@ def test_predict_with_model_and_from_graph_file(run_dir: Path) -> None:
     missing = runner.invoke(app, ["predict", str(run_dir), "--neuron", f"{LAYER}:7",
                                   "--text", text])
     assert missing.exit_code == 2 and "no graph for" in missing.output
+
+
+def _snapshot(run_dir: Path) -> dict[str, list[tuple[object, ...]]]:
+    import sqlite3
+
+    conn = sqlite3.connect(run_dir / "index.sqlite")
+    try:
+        names = [r[0] for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN "
+            "('neurons', 'graphs', 'decode', 'graph_tokens', 'graph_stats')")]
+        return {n: sorted(conn.execute(f"SELECT * FROM {n}").fetchall()) for n in names}
+    finally:
+        conn.close()
+
+
+def test_index_is_derived_from_files(run_dir: Path) -> None:
+    """Delete index.sqlite, `n2g reindex`: every table answers as before (it is a view)."""
+    res = runner.invoke(app, ["build", str(run_dir), "--neurons", f"{LAYER}:{SINGLE}",
+                              "--no-augment", "--quiet"])
+    assert res.exit_code == 0, res.output
+    spec = json.loads((run_dir / "run.json").read_text())["model"]["spec"]
+    res = runner.invoke(app, ["decode", "--model", spec, "--out", str(run_dir), "--layers",
+                              str(LAYER), "--top", "3", "--device", "cpu", "--json"])
+    assert res.exit_code == 0, res.output
+    assert runner.invoke(app, ["reindex", str(run_dir), "--no-progress"]).exit_code == 0
+    before = _snapshot(run_dir)
+    assert set(before) == {"neurons", "graphs", "decode", "graph_tokens", "graph_stats"}
+    assert all(before.values()), {k: len(v) for k, v in before.items()}
+    for f in run_dir.glob("index.sqlite*"):
+        f.unlink()
+    res = runner.invoke(app, ["reindex", str(run_dir), "--no-progress", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["tables"]["graphs"] == len(before["graphs"])
+    assert _snapshot(run_dir) == before

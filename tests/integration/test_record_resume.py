@@ -12,17 +12,31 @@ import pytest
 from record_fixtures import save_tiny_model, write_corpus
 from safetensors.numpy import load_file
 
-from neuron2graph.record.recorder import STOP_ENV
 from neuron2graph.store import Run
+
+# Runs the real CLI, with `record`'s `on_batch` callback set to SIGKILL the process after
+# `stop_after` batches of this invocation (a crash mid-run, at a batch boundary we choose).
+KILLER = """
+import functools, os, signal, sys
+import neuron2graph.record as rec
+
+def kill_after(n, progress):
+    if progress["run_batches"] >= n:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+stop_after = int(sys.argv.pop(1))
+if stop_after:
+    original = rec.record
+    rec.record = functools.partial(original, on_batch=functools.partial(kill_after, stop_after))
+from neuron2graph.cli import main
+sys.argv[0] = "n2g"
+main()
+"""
 
 
 def n2g(args: list[str], stop_after: int | None = None) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    env.pop(STOP_ENV, None)
-    if stop_after is not None:
-        env[STOP_ENV] = str(stop_after)
-    return subprocess.run([sys.executable, "-m", "neuron2graph", *args], capture_output=True,
-                          text=True, env=env, timeout=300)
+    return subprocess.run([sys.executable, "-c", KILLER, str(stop_after or 0), *args],
+                          capture_output=True, text=True, env=dict(os.environ), timeout=300)
 
 
 @pytest.fixture(scope="module")

@@ -153,3 +153,16 @@ def test_old_runs_default_to_neurons_and_new_runs_name_theirs() -> None:
     assert make_source("neurons", lm).identity() == {
         "units": "neurons", "site": "mlp", "source": "neurons"}
     assert issubclass(MlpNeurons, ActivationSource)
+
+
+def test_clamping_goes_through_the_source() -> None:
+    lm = model("gpt2")
+    source = make_source("neurons", lm)
+    ids = ids_for(lm)
+    with source.clamped(UnitId(1, 9), 3.5):
+        inside = source.activations(ids, [1])[1]
+    after = source.activations(ids, [1])[1]
+    assert bool((inside[..., 9] == 3.5).all()) and not bool((after[..., 9] == 3.5).all())
+    assert torch.equal(inside[..., :9], after[..., :9])
+    with pytest.raises(N2GError, match="out of range"), source.clamped(UnitId(1, 64), 1.0):
+        pass

@@ -182,7 +182,7 @@ def test_protocol_end_to_end_and_resume(tmp_path: Path) -> None:
     assert P.run_protocol(run, sel, cfg, boom, progress=False).computed == 0
 
     # Other settings refuse to mix with these results unless --overwrite.
-    with pytest.raises(N2GError, match=r"other settings.*seed: 0 then, 1 now"):
+    with pytest.raises(N2GError, match=r"another config.*seed: 0 -> 1"):
         P.run_protocol(run, sel, P.EvalConfig(seed=1), boom, progress=False)
     db = run.db()
     assert db.execute("SELECT COUNT(*) FROM eval").fetchone()[0] == 6
@@ -252,3 +252,38 @@ def render_table_from(results: dict[str, Any]) -> str:
     from neuron2graph.evaluate.report import markdown_table
 
     return markdown_table(results)
+
+
+def test_a_registered_predictor_reaches_protocol_report_and_table(tmp_path: Path) -> None:
+    """One `register` call: the protocol scores it, the table has its column, the report its
+    label, the plot its style. (The registry is restored afterwards.)"""
+    from neuron2graph.evaluate import predictors as R
+    from neuron2graph.evaluate.storage import eval_schema
+
+    def fit(ids: Any, acts: Any, cfg: Any) -> Any:
+        return lambda ex: [1.0] * len(ex.token_ids)  # "always fires"
+
+    saved = dict(R.PREDICTORS)
+    try:
+        R.register(R.Predictor("always", "always fires", ("C4", "x", "-"), "always_f1_firing",
+                               fit=fit))
+        with pytest.raises(N2GError, match="registered twice"):
+            R.register(R.PREDICTORS["always"])
+        assert "always_f1_firing REAL" in eval_schema()
+        run = FakeRun(tmp_path)
+        cfg = P.EvalConfig(seed=0, official=False)
+        sel = P.select_neurons(run, cfg, layers=[0], per_layer=2)
+        out = P.run_protocol(run, sel, cfg, lambda: fake_builder([]), progress=False)
+        row = out.rows[0]
+        assert set(row["methods"]) == {"n2g", "token", "5gram", "always"}  # official: off
+        assert row["methods"]["always"]["recall_firing"] == 1.0
+        db = run.db()
+        f1 = db.execute("SELECT always_f1_firing FROM eval").fetchall()
+        db.close()
+        assert len(f1) == 2 and all(v is not None for (v,) in f1)
+        results = build_results(run, sel, cfg, out, {})
+        paths = write_report(tmp_path, results)
+        assert "always fires" in paths["table"].read_text()
+    finally:
+        R.PREDICTORS.clear()
+        R.PREDICTORS.update(saved)

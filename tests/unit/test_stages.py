@@ -186,3 +186,18 @@ def test_worker_spec_and_items_pickle(tmp_path: Path) -> None:
     results = list(LocalExecutor().run(spec2, items))
     assert [r.rows for r in results] == [[{"id": "0:1", "value": 3.0},
                                           {"id": "0:2", "value": 12.0}]]
+
+
+def test_eval_table_is_rebuilt_from_unit_files(tmp_path: Path) -> None:
+    from neuron2graph.evaluate import storage
+    from neuron2graph.store.db import connect
+
+    run_dir = make_run(tmp_path / "run")
+    row = {"layer": 0, "neuron": 3, "seed": 0, "test": {"n_tokens": 40, "n_firing": 4},
+           "methods": {"n2g": {"f1_firing": 0.5, "n_nodes": 7}, "token": {"f1_firing": 0.25}}}
+    storage.save_neuron(run_dir, None, row)  # a file only: no SQLite write from the unit's work
+    conn = connect(run_dir)
+    assert storage.rebuild_table(run_dir, conn) == 1
+    got = conn.execute("SELECT layer, neuron, f1_firing, token_f1_firing, n_nodes FROM eval")
+    assert got.fetchall() == [(0, 3, 0.5, 0.25, 7)]
+    conn.close()

@@ -61,6 +61,7 @@ def test_open_errors(tmp_path: Path) -> None:
 def test_check_layer_and_neuron(tmp_path: Path) -> None:
     run = Run.open(make_run(tmp_path / "r"))
     assert run.layers == [0, 2] and run.n_neurons == 8 and run.window_len == 16
+    assert run.units == "neurons" and run.unit_site == "mlp"  # a run.json without `units`
     assert str(run.check("2:7")) == "2:7"
     assert str(run.check((0, 1))) == "0:1"
     with pytest.raises(N2GError, match="layer 1 was not recorded"):

@@ -11,6 +11,7 @@ from neuron2graph.cli import (  # noqa: F401  (imported to register commands)
     eval_cmd,
     explain_cmd,
     record_cmd,
+    run_cmd,
     sae_cmd,
     search_cmd,
     web_cmd,

@@ -40,6 +40,33 @@ DeviceOpt = Annotated[str, typer.Option(help="auto (a GPU when present), cpu or 
 DtypeOpt = Annotated[
     str, typer.Option(help="auto (fp32 on CPU, bf16 on GPU), fp32, fp16 or bf16.")
 ]
+ExecutorOpt = Annotated[
+    str, typer.Option("--executor", help="local (serial, this process) or ray (docs/scale.md).")
+]
+AddressOpt = Annotated[
+    str | None,
+    typer.Option("--address", help="Ray cluster: auto (this machine's), ray://HOST:PORT, or "
+                 "omit to start a local one."),
+]
+WorkersOpt = Annotated[
+    int | None, typer.Option("--workers", help="Ray actors, one model replica each (default 2).")
+]
+CpusOpt = Annotated[
+    float, typer.Option("--cpus-per-worker", help="CPUs per Ray actor (fractional allowed).")
+]
+GpusOpt = Annotated[
+    float, typer.Option("--gpus-per-worker", help="GPUs per Ray actor (fractional allowed).")
+]
+
+
+def executor_from_options(name: str, address: str | None, workers: int | None, cpus: float,
+                          gpus: float) -> Any:
+    """The executor the --executor/--address/--workers/--cpus-/--gpus-per-worker options ask
+    for (stages.executor.make_executor is the one place that chooses)."""
+    from neuron2graph.stages.executor import make_executor
+
+    return make_executor(name, workers=workers, address=address, cpus_per_worker=cpus,
+                         gpus_per_worker=gpus)
 
 
 def wrap_errors(fn: F) -> F:

@@ -10,7 +10,19 @@ from typing import Annotated, Any
 
 import typer
 
-from neuron2graph.cli.app import DeviceOpt, DtypeOpt, JsonOpt, command, emit_json
+from neuron2graph.cli.app import (
+    AddressOpt,
+    CpusOpt,
+    DeviceOpt,
+    DtypeOpt,
+    ExecutorOpt,
+    GpusOpt,
+    JsonOpt,
+    WorkersOpt,
+    command,
+    emit_json,
+    executor_from_options,
+)
 from neuron2graph.errors import N2GError
 
 
@@ -45,6 +57,11 @@ def build_command(
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    executor_name: ExecutorOpt = "local",
+    address: AddressOpt = None,
+    workers: WorkersOpt = None,
+    cpus_per_worker: CpusOpt = 1.0,
+    gpus_per_worker: GpusOpt = 0.0,
     json_out: JsonOpt = False,
 ) -> None:
     """Build N2G graphs for a run's neurons and save them in RUN/graphs (resumable).
@@ -55,13 +72,20 @@ def build_command(
     """
     from neuron2graph.ids import NeuronId
     from neuron2graph.n2g.stage import BuildStageConfig, run
+    from neuron2graph.stages.executor import close_executor
 
     config = BuildStageConfig(
         neurons=tuple(NeuronId.parse_list(neurons)) if neurons else None, layer=layer,
         sample=sample, seed=seed, top_k=top_k, augmenter=augmenter if augment else None,
         mask=mask, dtype=None if dtype == "auto" else dtype, device=device,
         batch_neurons=batch_neurons)
-    outcome = run(config, run_dir, overwrite=overwrite, progress=not quiet)
+    executor = executor_from_options(executor_name, address, workers, cpus_per_worker,
+                                     gpus_per_worker)
+    try:
+        outcome = run(config, run_dir, executor=executor, overwrite=overwrite,
+                      progress=not quiet)
+    finally:
+        close_executor(executor)
     report: list[dict[str, Any]] = [{"neuron": str(n), "status": "skipped (exists)"}
                                     for n in outcome.reused]
     report += [outcome.rows[n] for n in outcome.rows]
@@ -174,14 +198,16 @@ def predict_command(
 
 
 def _actual(run: Any, nid: Any, ids: list[int], device: str, dtype: str) -> list[float]:
-    """The neuron's real activations on `ids` (with the run's BOS in front), over a_max."""
+    """The unit's real activations on `ids` (with the run's BOS in front), over a_max, read
+    through the run's own unit source."""
     from neuron2graph.evaluate.builder import load_run_model
-    from neuron2graph.models import neuron_activations
+    from neuron2graph.units import source_for_run
 
     lm = load_run_model(run, device=device, dtype=None if dtype == "auto" else dtype)
     bos = getattr(lm.tokenizer, "bos_token_id", None)
     seq = ([int(bos)] if bos is not None else []) + ids
-    acts = neuron_activations(lm, [seq], nid.layer, [nid.neuron])[0][:, 0].tolist()
+    source = source_for_run(run, lm)
+    acts = source.unit_activations([seq], nid.layer, [nid.neuron])[0][:, 0].tolist()
     acts = acts[1:] if bos is not None else acts
     a_max = run.a_max(nid)
     return [a / a_max if a_max > 0 else 0.0 for a in acts]

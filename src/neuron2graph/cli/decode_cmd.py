@@ -77,72 +77,59 @@ def decode_cmd(
     dtype: DtypeOpt = "auto",
     json_out: JsonOpt = False,
 ) -> None:
-    """Decode neurons through the LM head: tokens they promote, suppress and read."""
-    from neuron2graph.decode import KINDS, decode_model, open_run_db, save_layer
+    """Decode neurons through the LM head: tokens they promote, suppress and read.
+
+    With --out, whole layers are decoded into a run folder (resumable per layer; another --top,
+    --kinds, model or dtype is refused unless --overwrite, which discards earlier layers).
+    """
+    from neuron2graph.decode import KINDS
     from neuron2graph.ids import NeuronId
 
     kind_list = [k.strip() for k in kinds.split(",") if k.strip()]
     if not kind_list or any(k not in KINDS for k in kind_list):
         raise N2GError(f"bad --kinds {kinds!r}: use a comma list of {', '.join(KINDS)}")
+    if out is not None:
+        _decode_out(out, model, layers, neurons, top, kind_list, chunk_size, vocab_chunk_size,
+                    overwrite, device, dtype, json_out)
+        return
+    from neuron2graph.units import make_source
+
     lm = _load(model, device, dtype)
+    source = make_source("neurons", lm)
     wanted: dict[int, list[int]] | None = None
     if neurons is not None:
         wanted = {}
         for nid in NeuronId.parse_list(neurons):
-            lm.check_neuron(nid.layer, nid.neuron)
+            source.check(nid.layer, nid.neuron)
             wanted.setdefault(nid.layer, []).append(nid.neuron)
         layer_list = sorted(wanted)
     else:
         layer_list = _layers(layers, lm.n_layers)
-    conn = open_run_db(out, lm) if out is not None else None
-    skipped: list[int] = []
-    if out is not None and not overwrite:
-        from neuron2graph.decode import layer_done
-
-        skipped = [la for la in layer_list if layer_done(out, la, lm, top, kind_list)]
-    todo = [la for la in layer_list if la not in skipped]
     start = time.perf_counter()
     results: list[dict[str, Any]] = []
     from tqdm import tqdm
 
-    from neuron2graph.decode import decode_layer
+    from neuron2graph.decode import decode_layer, decode_model
     from neuron2graph.decode.weights import FinalNorm
 
     norm = FinalNorm(lm)
     layer_iter = (
-        decode_model(lm, todo, top=top, neuron_chunk=chunk_size,
+        decode_model(lm, layer_list, top=top, neuron_chunk=chunk_size,
                      vocab_chunk=vocab_chunk_size, kinds=kind_list)
         if wanted is None
         else (decode_layer(lm, la, top=top, neurons=wanted[la], norm=norm, kinds=kind_list,
                            neuron_chunk=chunk_size, vocab_chunk=vocab_chunk_size)
-              for la in tqdm(todo, desc="decode", unit="layer", leave=False))
+              for la in tqdm(layer_list, desc="decode", unit="layer", leave=False))
     )
     for dec in layer_iter:
-        if conn is not None and out is not None:
-            save_layer(out, dec, lm, conn)
-            continue
         ids = wanted[dec.layer] if wanted is not None else range(dec.n_neurons)
         for row, neuron in enumerate(ids):
             results.append({"layer": dec.layer, "neuron": neuron, **dec.neuron(row, lm.tokenizer)})
     seconds = time.perf_counter() - start
-    n_done = sum(len(v) for v in wanted.values()) if wanted else len(todo) * lm.n_neurons
-    summary = {"model": lm.spec, "layers": todo, "skipped_layers": skipped, "neurons": n_done,
-               "top": top,
-               "seconds": round(seconds, 3), "final_norm": norm.describe()}
-    if out is not None:
-        from neuron2graph.decode import note_in_manifest
-
-        note_in_manifest(out, layer_list, top, norm.describe())
-        summary["out"] = str(out)
-        if json_out:
-            emit_json(summary)
-        else:
-            typer.echo(f"decoded {n_done} neurons of {len(todo)} layers in {seconds:.1f} s "
-                       f"-> {out}/decode/ and the `decode` table of {out}/index.sqlite")
-            if skipped:
-                typer.echo(f"skipped {len(skipped)} layers already decoded (--overwrite redoes "
-                           "them)")
-        return
+    n_done = (sum(len(v) for v in wanted.values()) if wanted
+              else sum(source.n_units(la) for la in layer_list))
+    summary = {"model": lm.spec, "layers": layer_list, "skipped_layers": [], "neurons": n_done,
+               "top": top, "seconds": round(seconds, 3), "final_norm": norm.describe()}
     if json_out:
         emit_json({**summary, "results": results})
         return
@@ -159,6 +146,38 @@ def decode_cmd(
     _console().print(table)
     if len(results) > show:
         typer.echo(f"... {len(results) - show} more neurons: use --neurons, --json or --out")
+
+
+def _decode_out(out: Path, model: str, layers: str | None, neurons: str | None, top: int,
+                kinds: list[str], chunk_size: int, vocab_chunk_size: int, overwrite: bool,
+                device: str, dtype: str, json_out: bool) -> None:
+    """`n2g decode --out RUN`: the decode stage (whole layers; --neurons picks their layers)."""
+    from neuron2graph.decode.stage import DecodeStageConfig, run
+    from neuron2graph.ids import NeuronId, parse_layers
+
+    layer_list: tuple[int, ...] | None = None
+    if neurons is not None:
+        layer_list = tuple(sorted({n.layer for n in NeuronId.parse_list(neurons)}))
+    elif layers is not None:
+        layer_list = tuple(parse_layers(layers))
+    config = DecodeStageConfig(model=model, layers=layer_list, top=top, kinds=tuple(kinds),
+                               dtype=None if dtype == "auto" else dtype, device=device,
+                               chunk_size=chunk_size, vocab_chunk_size=vocab_chunk_size)
+    outcome = run(config, out, overwrite=overwrite)
+    done = sorted({n.layer for n in outcome.rows})
+    skipped = sorted({n.layer for n in outcome.reused})
+    norm = next((r["final_norm"] for r in outcome.rows.values() if "final_norm" in r), None)
+    summary = {"model": model, "layers": done, "skipped_layers": skipped,
+               "neurons": len(outcome.rows), "top": top, "seconds": round(outcome.wall_s, 3),
+               "final_norm": norm, "out": str(out)}
+    if json_out:
+        emit_json(summary)
+        return
+    typer.echo(f"decoded {len(outcome.rows)} neurons of {len(done)} layers in "
+               f"{outcome.wall_s:.1f} s -> {out}/decode/ and the `decode` table of "
+               f"{out}/index.sqlite")
+    if skipped:
+        typer.echo(f"skipped {len(skipped)} layers already decoded (--overwrite redoes them)")
 
 
 @command("find-neurons")
@@ -214,10 +233,11 @@ def clamp_cmd(
     """Clamp a neuron and show how the next-token probabilities and the generation change."""
     from neuron2graph.decode import clamp_report, neuron_logits, single_token_id
     from neuron2graph.ids import NeuronId
+    from neuron2graph.units import make_source
 
     nid = NeuronId.parse(neuron)
     lm = _load(model, device, dtype)
-    lm.check_neuron(nid.layer, nid.neuron)
+    make_source("neurons", lm).check(nid)
     if concept:
         ids = [single_token_id(lm.tokenizer, c) for c in concept]
     else:

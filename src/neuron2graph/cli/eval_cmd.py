@@ -103,16 +103,10 @@ def eval_command(
             "--json): record more text, or lower --min-firing-examples"
         )
 
-    def make_builder() -> Any:
-        from neuron2graph.evaluate.builder import load_run_model, model_builder, n2g_config
-
-        _quiet_libraries()
-        lm = load_run_model(run, device=device, dtype=None if dtype == "auto" else dtype)
-        return model_builder(lm, n2g_config(augmenter=aug), run)
-
-    outcome = run_protocol(run, selection, cfg, make_builder, overwrite=overwrite,
+    outcome = run_protocol(run, selection, cfg, overwrite=overwrite,
                            progress=not quiet and not json_out,
-                           max_seconds=None if max_minutes is None else 60 * max_minutes)
+                           max_seconds=None if max_minutes is None else 60 * max_minutes,
+                           augmenter=aug, device=device, dtype=None if dtype == "auto" else dtype)
     if not outcome.rows:
         raise N2GError(
             f"no neuron finished ({len(outcome.failed)} failed, {len(outcome.pending)} pending): "
@@ -147,19 +141,3 @@ def _n2g_settings(augmenter: str | None) -> dict[str, Any]:
     from neuron2graph.evaluate.builder import config_settings, n2g_config
 
     return config_settings(n2g_config(augmenter=augmenter))
-
-
-def _quiet_libraries() -> None:
-    """Keep a long run's log readable: no transformers/tokenizers chatter."""
-    import os
-    import warnings
-
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    warnings.filterwarnings("ignore", category=UserWarning)
-    try:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
-    except ImportError:
-        pass

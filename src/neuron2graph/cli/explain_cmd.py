@@ -95,6 +95,12 @@ def explain_command(
     base_url: BaseUrlOpt = None,
     concurrency: ConcOpt = 4,
     timeout: TimeoutOpt = 60.0,
+    max_examples: Annotated[
+        int, typer.Option(help="local/openai: train contexts shown in the prompt.")
+    ] = 20,
+    max_new_tokens: Annotated[
+        int, typer.Option(help="local/openai: most tokens of the answer.")
+    ] = 120,
     neurons: NeuronsOpt = None,
     layers: LayersOpt = None,
     per_layer: PerLayerOpt = 5,
@@ -129,7 +135,7 @@ def explain_command(
         impl = TokensExplainer()
     elif explainer in ("local", "openai"):
         impl = LLMExplainer(chat_model(explainer, model, base_url, concurrency, timeout, device),
-                            explainer)
+                            explainer, max_tokens=max_new_tokens, max_examples=max_examples)
     else:
         raise N2GError(f"unknown explainer {explainer!r}: use graph, tokens, local or openai")
     out = explain_units(run, sel.selected, cfg, impl, graphs=graphs, batch=max(1, concurrency),

@@ -21,6 +21,10 @@ def record_command(
         "default"
     ),
     layers: Annotated[str, typer.Option(help="Layers to record, e.g. 0,1,2 or 0-3.")] = "0-3",
+    units: Annotated[
+        str, typer.Option(help="Units to record: neurons (MLP neurons), or sae:PATH (a SAELens or "
+                       "sparsify folder); see docs/units.md.")
+    ] = "neurons",
     max_tokens: Annotated[
         int, typer.Option(help="Stop after this many tokens; 0 reads the whole corpus.")
     ] = 100_000,
@@ -39,60 +43,23 @@ def record_command(
         int, typer.Option(help="Checkpoint the running state every this many batches.")
     ] = 50,
     progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
-    units: Annotated[str, typer.Option(help="Units to record: neurons, or sae:PATH (SAELens or "
-                                            "sparsify folder).")] = "neurons",
     as_json: JsonOpt = False,
 ) -> None:
-    """Record top examples, a random sample and statistics of every neuron of some layers."""
+    """Record top examples, a random sample and statistics of every unit of some layers."""
     from neuron2graph.ids import parse_layers
-    from neuron2graph.record.config import RecordConfig, run_identity
-    from neuron2graph.record.recorder import existing_identity, identity_diff
+    from neuron2graph.record.config import RecordConfig
+    from neuron2graph.record.stage import RecordStageConfig, run
 
-    config = RecordConfig(window=window, top_k=top_k, sample=sample, batch_size=batch_size,
-                          max_tokens=max_tokens or None, seed=seed, bos=bos,
-                          checkpoint_every=checkpoint_every)
-    config.validate()
-    layer_list = parse_layers(layers)
-    out = out.expanduser()
-    found = existing_identity(out) if out.is_dir() else None
-    if found is not None and found[0] == "complete" and not overwrite:
-        # Same command again: answer before loading the model (dtype is compared loosely,
-        # since "auto" resolves only once the device is known).
-        old = found[1]
-        names = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
-        want = old.get("dtype", "") if dtype == "auto" else names.get(dtype, dtype)
-        ident = run_identity(config, model=model, layers=layer_list, corpus=corpus, dtype=want)
-        if units != "neurons":
-            ident["units"] = units
-        diff = identity_diff(old, ident)
-        if not diff:
-            typer.echo(f"{out} already holds this recording (same configuration): nothing to do",
-                       err=True)
-            _print_info(out, as_json)
-            return
-        raise N2GError(
-            f"{out} already holds a recording with a different configuration (differs in: "
-            f"{', '.join(diff)}): pass --overwrite to replace it, or choose another --out"
-        )
-
-    from neuron2graph.corpus import describe_corpus, iter_documents, iter_windows
-    from neuron2graph.models import load_model
-    from neuron2graph.record import record
-
-    description = describe_corpus(corpus)
-    from neuron2graph.units import make_source
-
-    lm = load_model(model, device=device, dtype=None if dtype == "auto" else dtype)
-    source = None if units == "neurons" else make_source(units, lm)
-    for layer in layer_list:
-        if source is None:
-            lm.check_neuron(layer)
-        else:
-            source.check(layer)
-    windows = iter_windows(iter_documents(corpus), lm.tokenizer, length=window, bos=bos)
-    record(lm, windows, layer_list, out, config, progress=progress, corpus=description,
-           overwrite=overwrite, source=source)
-    _print_info(out, as_json)
+    config = RecordStageConfig(
+        model=model, corpus=corpus, layers=tuple(parse_layers(layers)), units=units,
+        record=RecordConfig(window=window, top_k=top_k, sample=sample, batch_size=batch_size,
+                            max_tokens=max_tokens or None, seed=seed, bos=bos,
+                            checkpoint_every=checkpoint_every),
+        dtype=None if dtype == "auto" else dtype, device=device, progress=progress)
+    if not run(config, out, overwrite=overwrite):
+        typer.echo(f"{out.expanduser()} already holds this recording (same configuration): "
+                   "nothing to do", err=True)
+    _print_info(out.expanduser(), as_json)
 
 
 def run_info(path: Path) -> dict[str, Any]:

@@ -204,11 +204,18 @@ def reindex_command(
     progress: ProgressOpt = True,
     as_json: JsonOpt = False,
 ) -> None:
-    """Bring the search index of a run up to date with its graph files."""
+    """Rebuild the run's SQLite index from its files (neurons, graphs, eval, decode,
+    explanations, search).
+
+    The index is a view derived from the files the stages write: delete RUN/index.sqlite and
+    this command rebuilds it. --force also re-reads graphs the search index already holds.
+    """
     from neuron2graph.search import index_run, n_indexed
     from neuron2graph.search.index import connect
+    from neuron2graph.stages.reindex import reindex
     from neuron2graph.store.run import Run
 
+    tables = reindex(run, only=["neurons", "graphs", "eval", "decode", "explanations"])
     r = Run.open(run)
     conn = connect(r.db())
     try:
@@ -218,12 +225,17 @@ def reindex_command(
         conn.close()
     for failure in report.failed:
         typer.echo(f"warning: skipped unreadable graph {failure}", err=True)
-    if total == 0:
+    n_expl = int(tables.get("explanations", 0))
+    if total == 0 and n_expl == 0:
         raise N2GError(f"{run} has no graphs: build some with `n2g build`")
     if as_json:
-        emit_json({"run": str(run), **report.to_json(), "graphs_indexed": total})
+        emit_json({"run": str(run), **report.to_json(), "graphs_indexed": total,
+                   "explanations_indexed": n_expl, "tables": tables})
         return
+    if n_expl:
+        typer.echo(f"indexed {n_expl} explanations")
     typer.echo(
         f"indexed {report.indexed} graphs, {report.unchanged} unchanged, "
         f"{report.removed} removed; {total} graphs in the index"
     )
+    typer.echo("tables    " + ", ".join(f"{k} ({v} rows)" for k, v in tables.items()))

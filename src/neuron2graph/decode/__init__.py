@@ -26,10 +26,8 @@ if TYPE_CHECKING:
         single_token_id,
     )
     from neuron2graph.decode.store import (
-        layer_done,
         load_layer,
         note_in_manifest,
-        open_run_db,
         save_layer,
     )
     from neuron2graph.decode.table import decoded_layers, decoded_tokens
@@ -41,8 +39,7 @@ _WHERE = {
     "Comparison": "compare", "compare_models": "compare", "plot_comparison": "compare",
     "KINDS": "core", "LayerDecode": "core", "decode_layer": "core", "decode_model": "core",
     "find_neurons": "core", "neuron_logits": "core", "single_token_id": "core",
-    "layer_done": "store", "load_layer": "store", "note_in_manifest": "store",
-    "open_run_db": "store", "save_layer": "store",
+    "load_layer": "store", "note_in_manifest": "store", "save_layer": "store",
     "decoded_layers": "table", "decoded_tokens": "table",
     "TopK": "topk", "chunked_topk": "topk",
     "FinalNorm": "weights", "neuron_directions": "weights",
@@ -64,12 +61,10 @@ __all__ = [
     "decoded_layers",
     "decoded_tokens",
     "find_neurons",
-    "layer_done",
     "load_layer",
     "neuron_directions",
     "neuron_logits",
     "note_in_manifest",
-    "open_run_db",
     "plot_comparison",
     "save_layer",
     "single_token_id",

@@ -1,8 +1,9 @@
-"""Clamp a neuron to a value and watch what the model does: the causal check of a decoding.
+"""Clamp a unit to a value and watch what the model does: the causal check of a decoding.
 
-A forward pre-hook on the layer's MLP output projection overwrites the neuron's coordinate of
-its input with `value` at every position (prompt and generated tokens alike). We report the
-next-token probability of concept tokens with and without the clamp, and greedy generations.
+The unit source does the clamping (`ActivationSource.clamped`): for MLP neurons a forward
+pre-hook on the layer's MLP output projection overwrites the neuron's coordinate of its input
+with `value` at every position (prompt and generated tokens alike). We report the next-token
+probability of concept tokens with and without the clamp, and greedy generations.
 """
 
 from __future__ import annotations
@@ -17,26 +18,22 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from neuron2graph.errors import N2GError
+from neuron2graph.ids import UnitId
 from neuron2graph.models.loading import LoadedModel
 from neuron2graph.tokens import token_piece
+from neuron2graph.units.registry import make_source
+from neuron2graph.units.source import ActivationSource
 
 
 @contextmanager
-def clamped(lm: LoadedModel, layer: int, neuron: int, value: float) -> Iterator[None]:
-    """Within the block, neuron `layer:neuron` reads `value` at every position."""
-    lm.check_neuron(layer, neuron)
-    module = lm.sites.mlp_out(lm.layer_modules[layer])
-
-    def hook(_module: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
-        acts = args[0].clone()
-        acts[..., neuron] = value
-        return (acts, *args[1:])
-
-    handle = module.register_forward_pre_hook(hook)
-    try:
+def clamped(
+    lm: LoadedModel, layer: int, neuron: int, value: float,
+    source: ActivationSource | None = None,
+) -> Iterator[None]:
+    """Within the block, unit `layer:neuron` reads `value` at every position."""
+    source = source or make_source("neurons", lm)
+    with source.clamped(UnitId(layer, neuron, source.site), value):
         yield
-    finally:
-        handle.remove()
 
 
 @torch.inference_mode()
@@ -113,13 +110,15 @@ def clamp_report(
     *,
     max_new_tokens: int = 20,
     show_top: int = 5,
+    source: ActivationSource | None = None,
 ) -> ClampReport:
     """Probabilities of `concept_ids` at the next position, and generations, with and without."""
-    lm.check_neuron(layer, neuron)
+    source = source or make_source("neurons", lm)
+    source.check(layer, neuron)
     ids = encode_prompt(lm, prompt)
     base = next_token_logits(lm, ids).softmax(-1)
     base_text = greedy(lm, ids, max_new_tokens)
-    with clamped(lm, layer, neuron, value):
+    with clamped(lm, layer, neuron, value, source):
         clamp = next_token_logits(lm, ids).softmax(-1)
         clamp_text = greedy(lm, ids, max_new_tokens)
     tok = lm.tokenizer

@@ -16,10 +16,12 @@ from jaxtyping import Float
 from torch import Tensor
 
 from neuron2graph.decode.topk import DEFAULT_NEURON_CHUNK, DEFAULT_VOCAB_CHUNK, TopK, chunked_topk
-from neuron2graph.decode.weights import FinalNorm, neuron_directions, read_rows, unembedding
+from neuron2graph.decode.weights import FinalNorm, neuron_directions, unembedding
 from neuron2graph.errors import N2GError
 from neuron2graph.models.loading import LoadedModel
 from neuron2graph.tokens import token_piece, token_pieces
+from neuron2graph.units.registry import make_source
+from neuron2graph.units.source import ActivationSource
 
 KINDS = ("promote", "suppress", "read", "read_gate")
 """promote/suppress: the write direction's top and bottom tokens; read: the input projection
@@ -68,12 +70,15 @@ def decode_layer(
     kinds: Sequence[str] = KINDS,
     norm: FinalNorm | None = None,
     neurons: Sequence[int] | None = None,
+    source: ActivationSource | None = None,
 ) -> LayerDecode:
-    """Decode every neuron of `layer` (or only `neurons`, in that order; row i of each result is
-    then `neurons[i]`). Memory stays at one `[neuron_chunk, vocab_chunk]` block."""
-    lm.check_neuron(layer)
+    """Decode every unit of `layer` (or only `neurons`, in that order; row i of each result is
+    then `neurons[i]`). Memory stays at one `[neuron_chunk, vocab_chunk]` block. `source` gives
+    the units' directions (default: the MLP neurons of `lm`)."""
+    source = source or make_source("neurons", lm)
+    source.check(layer)
     for n in neurons or ():
-        lm.check_neuron(layer, n)
+        source.check(layer, n)
     pick = None if neurons is None else torch.tensor(list(neurons), dtype=torch.long)
     if top < 1:
         raise N2GError(f"--top must be at least 1, got {top}")
@@ -81,17 +86,17 @@ def decode_layer(
     unembed = unembedding(lm)
     result = LayerDecode(layer=layer, top=top)
     if "promote" in kinds or "suppress" in kinds:
-        dirs = _subset(neuron_directions(lm, layer, "write", norm), pick)
+        dirs = _subset(neuron_directions(lm, layer, "write", norm, source), pick)
         best, worst = chunked_topk(dirs, unembed, top, bottom="suppress" in kinds,
                                    neuron_chunk=neuron_chunk, vocab_chunk=vocab_chunk)
         if "promote" in kinds:
             result.kinds["promote"] = best
         if worst is not None:
             result.kinds["suppress"] = worst
-    gated = read_rows(lm, layer)[1] is not None
+    gated = source.input_directions(layer)[1] is not None
     for side in ("read", "read_gate"):
         if side in kinds and (side == "read" or gated):
-            dirs = _subset(neuron_directions(lm, layer, side, norm), pick)
+            dirs = _subset(neuron_directions(lm, layer, side, norm, source), pick)
             result.kinds[side] = chunked_topk(
                 dirs, unembed, top, neuron_chunk=neuron_chunk, vocab_chunk=vocab_chunk
             )[0]
@@ -107,19 +112,21 @@ def decode_model(
     vocab_chunk: int = DEFAULT_VOCAB_CHUNK,
     kinds: Sequence[str] = KINDS,
     progress: bool = True,
+    source: ActivationSource | None = None,
 ) -> Iterator[LayerDecode]:
     """Decode the given layers (all by default), one layer at a time, with a progress bar."""
     from tqdm import tqdm
 
-    layers = list(range(lm.n_layers)) if layers is None else list(layers)
+    source = source or make_source("neurons", lm)
+    layers = source.layers() if layers is None else list(layers)
     for layer in layers:
-        lm.check_neuron(layer)
+        source.check(layer)
     norm = FinalNorm(lm)
     bar = tqdm(layers, desc="decode", unit="layer", disable=not progress, leave=False)
     for layer in bar:
         yield decode_layer(
             lm, layer, top=top, neuron_chunk=neuron_chunk, vocab_chunk=vocab_chunk, kinds=kinds,
-            norm=norm,
+            norm=norm, source=source,
         )
 
 
@@ -136,10 +143,13 @@ def single_token_id(tokenizer: Any, text: str) -> int:
 
 
 @torch.inference_mode()
-def neuron_logits(lm: LoadedModel, layer: int, neuron: int) -> Float[Tensor, " vocab"]:
-    """Full-vocabulary logits of one neuron's write direction (float32, on the CPU)."""
-    lm.check_neuron(layer, neuron)
-    direction = neuron_directions(lm, layer, "write")[neuron]
+def neuron_logits(
+    lm: LoadedModel, layer: int, neuron: int, source: ActivationSource | None = None
+) -> Float[Tensor, " vocab"]:
+    """Full-vocabulary logits of one unit's write direction (float32, on the CPU)."""
+    source = source or make_source("neurons", lm)
+    source.check(layer, neuron)
+    direction = neuron_directions(lm, layer, "write", source=source)[neuron]
     return (unembedding(lm) @ direction).float().cpu()
 
 
@@ -155,6 +165,7 @@ def find_neurons(
     layers: Sequence[int] | None = None,
     by: str = "zscore",
     context: int = 5,
+    source: ActivationSource | None = None,
 ) -> list[dict[str, Any]]:
     """The neurons whose write direction most promotes `token_id`, across `layers` (default all).
 
@@ -168,7 +179,8 @@ def find_neurons(
     """
     if by not in BY:
         raise N2GError(f"unknown ranking {by!r}: use one of {', '.join(BY)}")
-    layers = list(range(lm.n_layers)) if layers is None else list(layers)
+    source = source or make_source("neurons", lm)
+    layers = source.layers() if layers is None else list(layers)
     unembed = unembedding(lm)
     if not 0 <= token_id < unembed.shape[0]:
         raise N2GError(
@@ -181,8 +193,8 @@ def find_neurons(
     cov = centred.T @ centred / unembed.shape[0]  # [d, d]
     logits, zscores = [], []
     for layer in layers:
-        lm.check_neuron(layer)
-        dirs = neuron_directions(lm, layer, "write", norm).float()
+        source.check(layer)
+        dirs = neuron_directions(lm, layer, "write", norm, source).float()
         logit = dirs @ u
         std = ((dirs @ cov) * dirs).sum(-1).clamp_min(1e-30).sqrt()
         logits.append(logit.cpu())
@@ -194,7 +206,7 @@ def find_neurons(
     hits = []
     for p in pos.tolist():
         layer, neuron = layers[p // n], p % n
-        full = neuron_logits(lm, layer, neuron)
+        full = neuron_logits(lm, layer, neuron, source)
         rank = int((full > full[token_id]).sum())
         best = torch.topk(full, context).indices.tolist()
         hits.append({

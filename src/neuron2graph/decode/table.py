@@ -42,6 +42,50 @@ def write_layer_rows(conn: sqlite3.Connection, layer: int, rows: Iterable[Decode
         conn.executemany("INSERT INTO decode VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
 
 
+def rebuild_table(run: Any, conn: sqlite3.Connection) -> int:
+    """Derive the whole `decode` table from RUN/decode/layer_*.safetensors (`n2g reindex`)."""
+    from neuron2graph.store import layout
+
+    with conn:
+        conn.execute("DROP TABLE IF EXISTS decode")
+    layers = sorted(int(p.stem.removeprefix("layer_"))
+                    for p in layout.decode_dir(run.path).glob("layer_*.safetensors"))
+    return index_layers(run, conn, layers)
+
+
+def index_layers(run: Any, conn: sqlite3.Connection, layers: Sequence[int]) -> int:
+    """Replace the `decode` rows of `layers` with those of their files. Token pieces come from
+    the run's saved tokenizer, so no model and no torch are needed."""
+    from safetensors import safe_open
+
+    from neuron2graph.store import layout
+    from neuron2graph.tokens import token_pieces
+
+    ensure_table(conn)
+    n = 0
+    tokenizer = None
+    for layer in layers:
+        path = layout.decode_layer_file(run.path, layer)
+        with safe_open(str(path), framework="numpy") as fh:
+            names = [n for n in list(fh.keys()) if n.endswith("_ids")]
+            kinds = {name[: -len("_ids")]: (fh.get_tensor(name),
+                                             fh.get_tensor(name[: -len("_ids")] + "_values"))
+                     for name in names}
+        ids_all = sorted({int(t) for ids, _ in kinds.values() for t in ids.reshape(-1)})
+        if tokenizer is None:
+            tokenizer = run.tokenizer()
+        pieces = dict(zip(ids_all, token_pieces(tokenizer, ids_all), strict=True))
+        rows: list[DecodeRow] = [
+            (layer, neuron, kind, rank, int(tid), pieces[int(tid)], float(val))
+            for kind, (ids, vals) in kinds.items()
+            for neuron in range(ids.shape[0])
+            for rank, (tid, val) in enumerate(zip(ids[neuron], vals[neuron], strict=True))
+        ]
+        write_layer_rows(conn, layer, rows)
+        n += len(rows)
+    return n
+
+
 def _connection(run_or_db: Any) -> tuple[sqlite3.Connection | None, bool]:
     """(connection, whether we opened it and must close it)."""
     if isinstance(run_or_db, sqlite3.Connection):

@@ -29,6 +29,8 @@ from torch import Tensor, nn
 
 from neuron2graph.errors import N2GError
 from neuron2graph.models.loading import LoadedModel
+from neuron2graph.units.registry import make_source
+from neuron2graph.units.source import ActivationSource
 
 
 def model_type(lm: LoadedModel) -> str:
@@ -102,18 +104,22 @@ def unembedding(lm: LoadedModel) -> Float[Tensor, "vocab d_model"]:
 
 
 def neuron_directions(
-    lm: LoadedModel, layer: int, side: str, norm: FinalNorm | None = None
+    lm: LoadedModel, layer: int, side: str, norm: FinalNorm | None = None,
+    source: ActivationSource | None = None,
 ) -> Float[Tensor, "neurons d_model"]:
     """Norm-scaled directions of `layer` for `side` in {"write", "read", "read_gate"}.
 
-    Read rows get the final norm's linear part too, as in the paper (it passes weights through
-    the final norm then the LM head): it makes read and write sides comparable token-wise.
+    The raw directions come from the unit source (`output_directions`/`input_directions`;
+    default: the MLP neurons of `lm`). Read rows get the final norm's linear part too, as in the
+    paper (it passes weights through the final norm then the LM head): it makes read and write
+    sides comparable token-wise.
     """
     norm = norm or FinalNorm(lm)
+    source = source or make_source("neurons", lm)
     if side == "write":
-        raw = write_columns(lm, layer)
+        raw = source.output_directions(layer)
     else:
-        up, gate = read_rows(lm, layer)
+        up, gate = source.input_directions(layer)
         if side == "read_gate" and gate is None:
             raise N2GError(f"{lm.spec} has no gated MLP: there is no read_gate side")
         raw = up if side == "read" else gate  # type: ignore[assignment]

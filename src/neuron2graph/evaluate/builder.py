@@ -18,7 +18,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Any
 
+from neuron2graph.dtypes import short_name
 from neuron2graph.errors import N2GError
+from neuron2graph.evaluate.predictors import graph_predictors, official_config
 from neuron2graph.evaluate.protocol import BuildFn, RunLike, TrainSet
 
 if TYPE_CHECKING:
@@ -38,15 +40,6 @@ def n2g_config(
     return cfg
 
 
-def official_config(base: N2GConfig) -> N2GConfig:
-    """`base` with the official code's pruning and case/whitespace folding switched on."""
-    return replace(
-        base,
-        prune=replace(base.prune, strategy="official"),
-        build=replace(base.build, fold=True),
-    )
-
-
 def config_settings(cfg: N2GConfig) -> dict[str, Any]:
     """The N2G settings that change results (batch sizes do not), for the resume fingerprint."""
     out = asdict(cfg)
@@ -64,11 +57,11 @@ def model_builder(
     """
     from neuron2graph.n2g.pipeline import NeuronRequest, build_graphs
 
-    configs = {"n2g": base, "official": official_config(base)}
+    configs = {p.name: p.n2g_config(base) for p in graph_predictors() if p.n2g_config}
 
     def build(sets: Sequence[TrainSet], method: str) -> list[Any]:
         if method not in configs:
-            raise N2GError(f"unknown graph method {method!r}: use n2g or official")
+            raise N2GError(f"unknown graph method {method!r}: use one of {', '.join(configs)}")
         requests = []
         for ts in sets:
             acts = None
@@ -87,10 +80,6 @@ def _recorded_acts(run: RunLike, ts: TrainSet) -> list[list[float]] | None:
     if any(a is None for a in acts):
         return None
     return [a for a in acts if a is not None]
-
-
-_DTYPE_NAMES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16",
-                "fp32": "fp32", "fp16": "fp16", "bf16": "bf16"}
 
 
 def load_run_model(run: RunLike, *, device: str = "auto", dtype: str | None = None) -> LoadedModel:
@@ -121,7 +110,7 @@ def load_run_model(run: RunLike, *, device: str = "auto", dtype: str | None = No
         recorded = (model.get("dtype") if isinstance(model, dict) else None) or (
             run.manifest.get("identity") or {}
         ).get("dtype")
-        dtype = _DTYPE_NAMES.get(str(recorded))
+        dtype = short_name(recorded)
     lm = load_model(spec, device=device, dtype=dtype)
     want = run.manifest.get("weights_hash")
     if want and want != lm.weights_hash:

@@ -20,7 +20,6 @@ seed, a larger `per_layer` extends a smaller one, and finished neurons are reuse
 from __future__ import annotations
 
 import math
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -31,18 +30,14 @@ import numpy as np
 
 from neuron2graph.errors import N2GError
 from neuron2graph.evaluate import storage
-from neuron2graph.evaluate.baselines import NgramLookup, TokenLookup
 from neuron2graph.evaluate.metrics import false_firing, score_tokens
+from neuron2graph.evaluate.predictors import PREDICTORS, fitted_predictors, graph_predictors, labels
 from neuron2graph.ids import NeuronId
 
-GRAPH_METHODS: dict[str, str] = {"n2g": "longest", "official": "greedy"}
-"""Graph methods and the prediction search each one uses (official: greedy, no backtracking)."""
-METHOD_LABELS: dict[str, str] = {
-    "n2g": "N2G",
-    "official": "N2G, official choices",
-    "token": "token lookup",
-    "5gram": "5-gram lookup",
-}
+GRAPH_METHODS: dict[str, str] = {p.name: str(p.search) for p in graph_predictors()}
+"""The built-in graph methods and their searches (a snapshot; code reads the registry itself)."""
+METHOD_LABELS: dict[str, str] = labels()
+"""The built-in labels (a snapshot of `evaluate.predictors.labels()`)."""
 
 
 class ExampleLike(Protocol):
@@ -240,13 +235,12 @@ def evaluate_neuron(
 
     predictors: dict[str, Callable[[ExampleLike], list[float]]] = {}
     for method, graph in graphs.items():
-        predictors[method] = _graph_predictor(graph, GRAPH_METHODS[method])
+        predictors[method] = _graph_predictor(graph, str(PREDICTORS[method].search))
     train_ids = [ex.token_ids for ex in train]
     train_acts = [_norm(ex.acts, a_max) for ex in train]
-    token = TokenLookup.fit(train_ids, train_acts)
-    gram = NgramLookup.fit(train_ids, train_acts, n=cfg.ngram)
-    predictors["token"] = lambda ex: token.predict(ex.token_ids)
-    predictors["5gram"] = lambda ex: gram.predict(ex.token_ids)
+    for p in fitted_predictors():
+        if p.enabled(cfg) and p.fit is not None:
+            predictors[p.name] = p.fit(train_ids, train_acts, cfg)
 
     sample: list[ExampleLike] = []
     if cfg.false_firing:
@@ -307,74 +301,47 @@ class EvalOutcome:
     """Selected neurons left for later because the time budget ran out."""
 
 
-def _progress(total: int, enabled: bool) -> Any:
-    from tqdm.auto import tqdm
-
-    tty = sys.stderr.isatty()
-    # In a log file (a long published run) a bar redrawn every 0.1 s floods it: update rarely.
-    return tqdm(total=total, desc="eval", unit="neuron", disable=not enabled or total == 0,
-                mininterval=0.5 if tty else 30.0, file=sys.stderr, dynamic_ncols=tty)
-
-
 def run_protocol(
     run: RunLike,
     selection: Selection,
     cfg: EvalConfig,
-    make_builder: Callable[[], BuildFn],
+    make_builder: Callable[[], BuildFn] | None = None,
     *,
     overwrite: bool = False,
     progress: bool = True,
     max_seconds: float | None = None,
+    augmenter: str | None = "causal",
+    device: str = "auto",
+    dtype: str | None = None,
 ) -> EvalOutcome:
-    """Evaluate every selected neuron not evaluated yet; finished neurons are saved one by one.
+    """Evaluate every selected neuron not evaluated yet (the eval stage, `evaluate/stage.py`).
 
     Work goes round-robin over layers (one batch of each layer in turn), so a run stopped early
     (killed, or `max_seconds` reached: no new batch starts after it) covers every layer about
-    evenly. `make_builder` is only called when there is something to build, so a finished
-    evaluation re-renders its report without loading the model. A batch whose build raises is
-    reported in `failed` and skipped; the others go on.
+    evenly. The builder (`make_builder`, default: the run's model) is only created when there is
+    something to build, so a finished evaluation re-renders its report without loading the
+    model. A batch whose build raises is reported in `failed` and skipped; the others go on.
+    Other settings than those of the results already in the run are refused unless `overwrite`.
     """
-    start = time.perf_counter()
-    storage.check_settings(run.path, cfg.settings(), overwrite=overwrite)
-    done: dict[NeuronId, dict[str, Any]] = {}
-    for nid in selection.selected:
+    from neuron2graph.evaluate.stage import EvalStage, EvalStageConfig
+    from neuron2graph.stages.stage import run_stage
+
+    config = EvalStageConfig(protocol=cfg, selected=tuple(selection.selected),
+                             augmenter=augmenter, device=device, dtype=dtype)
+    out = run_stage(EvalStage(make_builder, run), config, run.path, overwrite=overwrite,
+                    progress=progress, max_seconds=max_seconds)
+    done = dict(out.rows)
+    for nid in out.reused:
         row = storage.load_neuron(run.path, nid)
         if row is not None:
             done[nid] = row
-    todo = [nid for nid in selection.selected if nid not in done]
-    reused = len(done)
-    failed: list[dict[str, Any]] = []
-    computed = 0
-    if todo:
-        builder = make_builder()
-        db = run.db()
-        storage.ensure_table(db)
-        bar = _progress(len(todo), progress)
-        try:
-            for chunk in interleave_chunks(todo, cfg.batch_neurons):
-                if max_seconds is not None and time.perf_counter() - start > max_seconds:
-                    break
-                try:
-                    rows = _evaluate_chunk(run, chunk, cfg, builder)
-                except Exception as exc:  # one bad batch must not end a long run
-                    reason = f"evaluation failed: {type(exc).__name__}: {str(exc)[:200]}"
-                    failed += [{"neuron": str(nid), "reason": reason} for nid in chunk]
-                    bar.write(f"warning: {', '.join(map(str, chunk))}: {reason}", file=sys.stderr)
-                    bar.update(len(chunk))
-                    continue
-                for nid, row in zip(chunk, rows, strict=True):
-                    storage.save_neuron(run.path, db, row)
-                    done[nid] = row
-                    computed += 1
-                    bar.update(1)
-        finally:
-            bar.close()
-            db.close()
+    failed = [{"neuron": f["neuron"], "reason": f"evaluation failed: {f['reason']}"}
+              for f in out.failed]
     bad = {f["neuron"] for f in failed}
     pending = [str(n) for n in selection.selected if n not in done and str(n) not in bad]
     return EvalOutcome(
         rows=[done[nid] for nid in selection.selected if nid in done],
-        computed=computed, reused=reused, wall_s=time.perf_counter() - start,
+        computed=out.computed, reused=len(out.reused), wall_s=out.wall_s,
         failed=failed, pending=pending,
     )
 
@@ -388,8 +355,8 @@ def _evaluate_chunk(
     build_s: dict[str, float] = {}
     # CPU seconds of this process too: on a shared machine wall time mostly measures the load.
     c0 = time.process_time()
-    for method in GRAPH_METHODS:
-        if method == "official" and not cfg.official:
+    for method in [p.name for p in graph_predictors()]:
+        if not PREDICTORS[method].enabled(cfg):
             continue
         t0 = time.perf_counter()
         built = builder(sets, method)

@@ -17,18 +17,23 @@ from typing import Any
 
 from neuron2graph.errors import N2GError
 from neuron2graph.evaluate.metrics import METRICS, aggregate, aggregate_rows
-from neuron2graph.evaluate.protocol import METHOD_LABELS, EvalConfig, EvalOutcome, Selection
+from neuron2graph.evaluate.predictors import PREDICTORS
+from neuron2graph.evaluate.protocol import EvalConfig, EvalOutcome, Selection
 from neuron2graph.evaluate.storage import eval_dir
-from neuron2graph.store.atomic import write_bytes_atomic, write_json_atomic, write_text_atomic
+from neuron2graph.files import write_bytes_atomic, write_json_atomic, write_text_atomic
 
 RESULTS_FORMAT = "neuron2graph/eval"
 RESULTS_VERSION = 1
-METHOD_ORDER = ("n2g", "official", "token", "5gram")
+
+
+def method_order() -> tuple[str, ...]:
+    """Report order: the predictor registry's (evaluate/predictors.py)."""
+    return tuple(PREDICTORS)
 
 
 def _aggregate_methods(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for method in METHOD_ORDER:
+    for method in method_order():
         entries = [r["methods"][method] for r in rows if method in r["methods"]]
         if not entries:
             continue
@@ -146,12 +151,12 @@ def markdown_table(results: dict[str, Any]) -> str:
         m = layer["methods"].get("n2g", {})
         cells = [_fmt(m.get(k)) for k in METRICS]
         lines.append(f"| {name} | {layer['n_neurons']} | " + " | ".join(cells) + " |")
-    methods = [m for m in METHOD_ORDER if any(m in layer["methods"] for _, layer in rows)]
+    methods = [m for m in method_order() if any(m in layer["methods"] for _, layer in rows)]
     lines += [
         "",
         "Firing-token F1 (precision / recall) by method, on the same splits:",
         "",
-        "| Layer | " + " | ".join(METHOD_LABELS[m] for m in methods) + " |",
+        "| Layer | " + " | ".join(PREDICTORS[m].label for m in methods) + " |",
         "|---|" + "---|" * len(methods),
     ]
     for name, layer in rows:
@@ -172,7 +177,7 @@ def markdown_table(results: dict[str, Any]) -> str:
             "False-firing rate on ordinary text (random corpus windows that are not among the "
             "neuron's top examples): share of non-firing tokens predicted to fire.",
             "",
-            "| Layer | " + " | ".join(METHOD_LABELS[m] for m in methods) + " |",
+            "| Layer | " + " | ".join(PREDICTORS[m].label for m in methods) + " |",
             "|---|" + "---|" * len(methods),
         ]
         for name, layer in rows:
@@ -221,9 +226,7 @@ def plot_f1_by_layer(results: dict[str, Any]) -> bytes:
     fig, ax = plt.subplots(figsize=(7.5, 4.5), dpi=120)
     gaps = [b - a for a, b in itertools.pairwise(layers)]
     offset = 0.05 * (min(gaps) if gaps else 1)
-    styles = {"n2g": ("C3", "o", "-"), "official": ("C1", "s", "--"),
-              "token": ("C0", "^", ":"), "5gram": ("C2", "v", "-.")}
-    for method in METHOD_ORDER:
+    for method in method_order():
         xs, ys, errs = [], [], []
         for layer in layers:
             vals = [r["methods"][method]["f1_firing"] for r in rows
@@ -237,11 +240,11 @@ def plot_f1_by_layer(results: dict[str, Any]) -> bytes:
                 errs.append(math.sqrt(var / len(vals)) if len(vals) > 1 else 0.0)
         if not xs:
             continue
-        color, marker, line = styles[method]
-        # Small horizontal offsets keep the error bars of the four methods apart.
-        shift = offset * (METHOD_ORDER.index(method) - 1.5)
+        color, marker, line = PREDICTORS[method].style
+        # Small horizontal offsets keep the error bars of the methods apart.
+        shift = offset * (method_order().index(method) - (len(PREDICTORS) - 1) / 2)
         ax.errorbar([x + shift for x in xs], ys, yerr=errs, color=color, marker=marker,
-                    linestyle=line, capsize=3, label=METHOD_LABELS[method])
+                    linestyle=line, capsize=3, label=PREDICTORS[method].label)
     counts = {layer: sum(1 for r in rows if r["layer"] == layer) for layer in layers}
     ax.set_xticks(layers, [f"{layer}\n(n={counts[layer]})" for layer in layers])
     ax.set_xlabel("layer (neurons evaluated)")

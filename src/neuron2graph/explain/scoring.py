@@ -71,7 +71,7 @@ def score_unit(ex: UnitExamples, graph: Any, explanations: Sequence[Any], sc: Sc
     failed: dict[str, int] = {}
     for name, predict in predictors(ex, graph).items():
         full = bench.score_predictor(predict, ex, items, cfg.min_act)
-        methods[name] = {k: v for k, v in full.items() if k in sc.names}
+        methods[name] = full  # predictors are cheap: always all three
     for expl in explanations:
         if not expl.text:
             continue

@@ -11,12 +11,13 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from neuron2graph.dtypes import SHORT_TO_TORCH
 from neuron2graph.errors import N2GError
 from neuron2graph.models.default import DEFAULT_ALIAS, converted_default_dir
 from neuron2graph.models.sites import ArchitectureSites, sites_for
 
 DeviceSpec = Literal["auto", "cpu", "cuda"] | str
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+DTYPES = {short: getattr(torch, name) for short, name in SHORT_TO_TORCH.items()}
 ALIASES = {DEFAULT_ALIAS: converted_default_dir}
 
 

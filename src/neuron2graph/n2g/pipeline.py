@@ -38,6 +38,8 @@ from neuron2graph.n2g.saliency import (
     resolve_mask_id,
 )
 from neuron2graph.tokens import token_pieces
+from neuron2graph.units.registry import make_source
+from neuron2graph.units.source import ActivationSource
 
 
 @dataclass(frozen=True)
@@ -107,8 +109,26 @@ class _Work:
         self.stats.flags.append(flag)
 
 
-Job = tuple["_Work", list[int], bool, "int | None"]
-"""(neuron work, prompt token ids, prompt starts with a kept BOS, source example index)."""
+@dataclass
+class Job:
+    """One prompt to measure (activations, then importances) for one neuron."""
+
+    work: _Work
+    ids: list[int]
+    """The prompt's token ids."""
+    bos: bool
+    """The prompt starts with a kept BOS."""
+    example: int | None
+    """Index of the source example among the neuron's examples."""
+
+
+@dataclass
+class Search:
+    """One example's prune search, for one neuron."""
+
+    work: _Work
+    example: int
+    search: PruneSearch
 
 
 def _check_acts(acts: Sequence[float]) -> None:
@@ -149,9 +169,10 @@ def _measure(
     key_rows: dict[int, int],
 ) -> list[Prompt | None]:
     """Activations then importance rows for (work, ids, has_bos, example) jobs, all batched."""
-    acts = runner.acts([ids for _w, ids, _b, _e in jobs], [w.col for w, _i, _b, _e in jobs])
+    acts = runner.acts([j.ids for j in jobs], [j.work.col for j in jobs])
     plans = []
-    for n, ((w, ids, bos, _ex), a) in enumerate(zip(jobs, acts, strict=True)):
+    for n, (job, a) in enumerate(zip(jobs, acts, strict=True)):
+        w, ids, bos = job.work, job.ids, job.bos
         try:
             _check_acts(a)
         except N2GError as exc:
@@ -169,11 +190,12 @@ def _measure(
         plans.append(
             plan_saliency(ids, a, rows, mask_id, skip_first=bos and not config.saliency.mask_first)
         )
-    flat = [(p, v, jobs[i][0].col) for i, p in enumerate(plans) for v in p.variants]
+    flat = [(p, v, jobs[i].work.col) for i, p in enumerate(plans) for v in p.variants]
     vacts = runner.acts([v for _p, v, _c in flat], [c for _p, _v, c in flat])
     out: list[Prompt | None] = []
     pos = 0
-    for (w, ids, bos, ex), plan in zip(jobs, plans, strict=True):
+    for job, plan in zip(jobs, plans, strict=True):
+        w, ids, bos, ex = job.work, job.ids, job.bos, job.example
         chunk = vacts[pos : pos + len(plan.variants)]
         pos += len(plan.variants)
         if not w.alive:
@@ -195,6 +217,7 @@ def _build_layer(
     reqs: list[tuple[int, NeuronRequest]],
     config: N2GConfig,
     progress: Callable[[int], None] | None,
+    source: ActivationSource | None = None,
 ) -> dict[int, BuildResult]:
     start = time.perf_counter()
     works = [
@@ -202,7 +225,8 @@ def _build_layer(
         for col, (_i, req) in enumerate(reqs)
     ]
     runner = LayerRunner(
-        lm, layer, [r.neuron for _i, r in reqs], max_batch_tokens=config.max_batch_tokens
+        lm, layer, [r.neuron for _i, r in reqs], max_batch_tokens=config.max_batch_tokens,
+        source=source,
     )
     mask_id = resolve_mask_id(lm.tokenizer, config.saliency.mask)
     bos_id = getattr(lm.tokenizer, "bos_token_id", None) if config.keep_bos else None
@@ -218,7 +242,8 @@ def _build_layer(
     searches = _prune_all(runner, live, config, bos_id)
     jobs: list[Job] = []
     key_rows: dict[int, int] = {}
-    for w, e, search in searches:
+    for found in searches:
+        w, e, search = found.work, found.example, found.search
         res = search.result()
         if not res.threshold_met:
             w.stats.pruned_threshold_not_met += 1
@@ -234,11 +259,11 @@ def _build_layer(
         )
         key_rows[len(jobs)] = res.key_index
         w.keys.append(res.key_index)
-        jobs.append((w, res.token_ids, bos, e))
+        jobs.append(Job(w, res.token_ids, bos, e))
     # 2. measure + saliency of the pruned prompts
     runner.stage = "saliency"
     prompts = _measure(runner, works, jobs, config, mask_id, key_rows)
-    for w, prompt in zip((j[0] for j in jobs), prompts, strict=True):
+    for w, prompt in zip((j.work for j in jobs), prompts, strict=True):
         if prompt is not None and w.alive:
             w.prompts.append(prompt)
     # 3. augment (positions important for the key token), then measure the new prompts
@@ -257,13 +282,13 @@ def _build_layer(
 
 def _prune_all(
     runner: LayerRunner, live: list[_Work], config: N2GConfig, bos_id: int | None
-) -> list[tuple[_Work, int, PruneSearch]]:
+) -> list[Search]:
     """Measure the examples (unless recorded activations came with them), then prune them all,
     every example of every neuron advancing one batch at a time."""
     runner.stage = "examples"
     need = [(w, ex) for w in live if w.req.acts is None for ex in w.req.examples]
     measured = iter(runner.acts([ex for _w, ex in need], [w.col for w, _ex in need]))
-    searches: list[tuple[_Work, int, PruneSearch]] = []
+    searches: list[Search] = []
     depth = runner.lm.n_layers
     for w in live:
         all_acts = w.req.acts or [next(measured) for _ in w.req.examples]
@@ -275,24 +300,25 @@ def _prune_all(
                 continue
             try:
                 searches.append(
-                    (w, e, PruneSearch(list(ex), list(acts), config.prune, bos_id, w.req.a_max))
+                    Search(w, e, PruneSearch(list(ex), list(acts), config.prune, bos_id,
+                                             w.req.a_max))
                 )
             except N2GError as exc:
                 w.fail(f"bad_example: {exc}")
                 break
-    searches = [s for s in searches if s[0].alive]
+    searches = [s for s in searches if s.work.alive]
     runner.stage = "prune"
     while True:
-        todo = [(s, p) for s in searches if not s[2].done for p in s[2].pending()]
+        todo = [(s, p) for s in searches if not s.search.done for p in s.search.pending()]
         if not todo:
             return searches
-        out = runner.acts([p for _s, p in todo], [s[0].col for s, _p in todo])
+        out = runner.acts([p for _s, p in todo], [s.work.col for s, _p in todo])
         per: dict[int, list[float]] = {}
         for (s, _p), a in zip(todo, out, strict=True):
-            per.setdefault(id(s[2]), []).append(a[-1])
-        for _w, _e, search in searches:
-            if id(search) in per:
-                search.feed(per[id(search)])
+            per.setdefault(id(s.search), []).append(a[-1])
+        for s in searches:
+            if id(s.search) in per:
+                s.search.feed(per[id(s.search)])
 
 
 def _augment(
@@ -306,7 +332,8 @@ def _augment(
     mask_id: int | None,
 ) -> None:
     items: list[tuple[_Work, AugmentItem, bool, int | None]] = []
-    for n, ((w, ids, bos, ex), prompt) in enumerate(zip(jobs, prompts, strict=True)):
+    for n, (job, prompt) in enumerate(zip(jobs, prompts, strict=True)):
+        w, ids, bos, ex = job.work, job.ids, job.bos, job.example
         if prompt is None or not w.alive:
             continue
         key = key_rows[n]
@@ -327,19 +354,19 @@ def _augment(
         proposed = augmenter.augment([it for _w, it, _b, _e in items])
     aug_jobs: list[Job] = []
     seen: dict[int, set[tuple[int, ...]]] = {}
-    for w, ids, _b, _e in jobs:
-        seen.setdefault(w.col, set()).add(tuple(ids))
+    for job in jobs:
+        seen.setdefault(job.work.col, set()).add(tuple(job.ids))
     for (w, _it, bos, ex), new_prompts in zip(items, proposed, strict=True):
         for new_ids in new_prompts:
             if tuple(new_ids) not in seen[w.col]:
                 seen[w.col].add(tuple(new_ids))
-                aug_jobs.append((w, new_ids, bos, ex))
+                aug_jobs.append(Job(w, new_ids, bos, ex))
                 w.stats.augmented_prompts += 1
     runner.stage = "augmented"
     measured = _measure(runner, works, aug_jobs, config, mask_id, {})
-    for prompt, job in zip(measured, aug_jobs, strict=True):
-        if prompt is not None and job[0].alive:
-            job[0].prompts.append(prompt)
+    for prompt, aug in zip(measured, aug_jobs, strict=True):
+        if prompt is not None and aug.work.alive:
+            aug.work.prompts.append(prompt)
 
 
 def _finish(
@@ -378,14 +405,18 @@ def build_graphs(
     config: N2GConfig | None = None,
     *,
     progress: Callable[[int], None] | None = None,
+    source: ActivationSource | None = None,
 ) -> list[BuildResult]:
-    """Build one graph per request; neurons of the same layer share every batch."""
+    """Build one graph per request; units of the same layer share every batch.
+
+    `source` gives the units (default: the MLP neurons of `lm`)."""
     cfg = config or N2GConfig()
+    source = source or make_source("neurons", lm)
     by_layer: dict[int, list[tuple[int, NeuronRequest]]] = {}
     for i, req in enumerate(requests):
-        lm.check_neuron(req.layer, req.neuron)
+        source.check(req.layer, req.neuron)
         by_layer.setdefault(req.layer, []).append((i, req))
     results: dict[int, BuildResult] = {}
     for layer, reqs in sorted(by_layer.items()):
-        results.update(_build_layer(lm, layer, reqs, cfg, progress))
+        results.update(_build_layer(lm, layer, reqs, cfg, progress, source))
     return [results[i] for i in range(len(requests))]

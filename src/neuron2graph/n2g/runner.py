@@ -20,9 +20,11 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from neuron2graph.models.forward import layer_activations, pad_batch
+from neuron2graph.models.forward import pad_batch
 from neuron2graph.models.loading import LoadedModel
 from neuron2graph.n2g.saliency import MEAN_EMBEDDING
+from neuron2graph.units.registry import make_source
+from neuron2graph.units.source import ActivationSource
 
 
 @dataclass
@@ -58,7 +60,10 @@ def _batches(lengths: Sequence[int], max_tokens: int, max_rows: int,
 
 
 class LayerRunner:
-    """Runs token sequences for the neurons `neuron_ids` of `layer`, one column per neuron."""
+    """Runs token sequences for the units `neuron_ids` of `layer`, one column per unit.
+
+    `source` gives the units (default: the MLP neurons of `lm`); the runner only ever asks it
+    for activations, so N2G explains any unit kind."""
 
     def __init__(
         self,
@@ -68,10 +73,12 @@ class LayerRunner:
         *,
         max_batch_tokens: int = 8192,
         max_rows: int = 256,
+        source: ActivationSource | None = None,
     ) -> None:
-        lm.check_neuron(layer)
+        self.source = source or make_source("neurons", lm)
+        self.source.check(layer)
         for n in neuron_ids:
-            lm.check_neuron(layer, n)
+            self.source.check(layer, n)
         self.lm = lm
         self.layer = layer
         self.index = torch.as_tensor(list(neuron_ids), dtype=torch.long)
@@ -149,9 +156,8 @@ class LayerRunner:
             ids, mask = pad_batch(seqs, self.pad_id)
             start = time.perf_counter()
             with self._mean_embedding(ids) as ids:
-                out = layer_activations(
-                    self.lm, ids, [self.layer], attention_mask=mask,
-                    neurons={self.layer: self.index},
+                out = self.source.activations(
+                    ids, [self.layer], attention_mask=mask, units={self.layer: self.index},
                 )[self.layer].cpu()
             seconds = time.perf_counter() - start
             self._charge([sorted(set(unique[s])) for s in seqs], [len(s) for s in seqs],

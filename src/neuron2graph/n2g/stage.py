@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from neuron2graph.dtypes import short_name
 from neuron2graph.errors import N2GError
 from neuron2graph.ids import NeuronId
 from neuron2graph.stages.config import result_fields, runtime, scope
@@ -27,8 +28,6 @@ if TYPE_CHECKING:
     from neuron2graph.stages.executor import Executor
     from neuron2graph.store.run import Run
 
-DTYPE_NAMES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16",
-               "fp32": "fp32", "fp16": "fp16", "bf16": "bf16"}
 
 
 @dataclass(frozen=True)
@@ -67,7 +66,7 @@ def recorded_dtype(run: Run) -> str | None:
     model = run.manifest.get("model")
     recorded = (model.get("dtype") if isinstance(model, dict) else None) or (
         run.manifest.get("identity") or {}).get("dtype")
-    return DTYPE_NAMES.get(str(recorded))
+    return short_name(recorded)
 
 
 def pick_neurons(run: Run, config: BuildStageConfig) -> list[NeuronId]:
@@ -135,7 +134,7 @@ class BuildStage(Stage[BuildStageConfig]):
 
     def hashed(self, config: BuildStageConfig, run: Run) -> dict[str, Any]:
         fields = result_fields(config)
-        fields["dtype"] = DTYPE_NAMES.get(str(config.dtype)) or recorded_dtype(run)
+        fields["dtype"] = short_name(config.dtype) or recorded_dtype(run)
         return fields
 
     def select(self, config: BuildStageConfig, run: Run) -> list[NeuronId]:

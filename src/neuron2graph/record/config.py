@@ -53,12 +53,22 @@ class RecordConfig:
 
 
 def run_identity(
-    config: RecordConfig, *, model: str, layers: list[int], corpus: str, dtype: str
+    config: RecordConfig, *, model: str, layers: list[int], corpus: str, dtype: str,
+    units: str = "neurons",
 ) -> dict[str, Any]:
-    """Everything that must match for a re-run to resume, or to be a no-op, rather than conflict."""
+    """Everything that must match for a re-run to resume, or to be a no-op, rather than conflict.
+
+    `units` is the unit source's spec (`neurons`, `sae:PATH`)."""
     return {"model": model, "layers": list(layers), "corpus": corpus, "dtype": dtype,
-            **config.identity()}
+            "units": units, **config.identity()}
+
+
+_IDENTITY_DEFAULTS = {"units": "neurons"}
+"""Identity fields added later, with the value runs recorded before them had."""
 
 
 def identity_diff(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
-    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    def get(d: dict[str, Any], k: str) -> Any:
+        return d.get(k, _IDENTITY_DEFAULTS.get(k))
+
+    return sorted(k for k in set(a) | set(b) if get(a, k) != get(b, k))

@@ -11,12 +11,10 @@ uninterrupted run (tests/integration/test_record_resume.py kills a real process 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,17 +22,18 @@ from typing import Any
 import torch
 
 from neuron2graph.errors import N2GError
-from neuron2graph.models import LoadedModel, layer_activations
+from neuron2graph.models import LoadedModel
 from neuron2graph.record.config import RecordConfig, identity_diff, run_identity
 from neuron2graph.record.state import Batch, LayerState, SampleState
 from neuron2graph.record.writer import checkpoint_dir, finalize, load_checkpoint, save_checkpoint
 from neuron2graph.store.atomic import write_json_atomic
 from neuron2graph.store.run import FORMAT, FORMAT_VERSION, MANIFEST, Run
 from neuron2graph.store.tokenizer import save_tokenizer
+from neuron2graph.units.registry import make_source
 from neuron2graph.units.source import ActivationSource
 
-STOP_ENV = "N2G_TEST_STOP_AFTER_BATCHES"
-"""Test hook: SIGKILL this process after that many batches (simulates a crash mid-run)."""
+OnBatch = Callable[[dict[str, Any]], None]
+"""Called after every folded batch with the progress counts (windows, batches, tokens, ...)."""
 
 
 def _say(message: str) -> None:
@@ -157,10 +156,11 @@ def _check_finite(acts: torch.Tensor, batch: Batch, layer: int) -> None:
 
 
 def forward_batch(
-    lm: LoadedModel, chunk: Sequence[Any], layers: Sequence[int], width: int, pad_id: int,
-    bos_id: int | None, source: ActivationSource | None = None,
+    source: ActivationSource | LoadedModel, chunk: Sequence[Any], layers: Sequence[int],
+    width: int, pad_id: int, bos_id: int | None,
 ) -> tuple[Batch, dict[int, torch.Tensor]]:
-    """The bare part of a step: pack windows (right padding) and run the truncated forward.
+    """The bare part of a step: pack windows (right padding) and run the truncated forward of
+    the unit source (a bare `LoadedModel` means its MLP neurons).
 
     Activations come back on the CPU, where the running state lives (on a GPU that is one
     small copy per layer and batch; a GPU-resident state is not implemented yet).
@@ -168,10 +168,9 @@ def forward_batch(
     batch = _make_batch(chunk, width, pad_id, bos_id)
     mask = None if bool((batch.length == width).all()) else (
         torch.arange(width)[None, :] < batch.length[:, None]).long()
-    if source is None:
-        acts = layer_activations(lm, batch.tokens.long(), layers, attention_mask=mask)
-    else:
-        acts = source.activations(batch.tokens.long(), layers, attention_mask=mask)
+    if isinstance(source, LoadedModel):
+        source = make_source("neurons", source)
+    acts = source.activations(batch.tokens.long(), layers, attention_mask=mask)
     return batch, {layer: a.cpu() for layer, a in acts.items()}
 
 
@@ -219,41 +218,40 @@ def record(
     corpus: dict[str, Any] | None = None,
     overwrite: bool = False,
     source: ActivationSource | None = None,
+    on_batch: OnBatch | None = None,
 ) -> Run:
     """Record `layers` of `lm` over `windows` (corpus `Window`s) into the run folder `out`.
 
     `corpus` is the corpus description for the manifest (`describe_corpus(spec)`); its `spec` is
-    part of the run identity. `source` records other units (e.g. SAE latents, `units/sae.py`);
-    None records MLP neurons as before. Returns the finished run. Re-running with the same arguments
-    resumes an interrupted recording, or does nothing when it is complete.
+    part of the run identity. `source` gives the units (default: the MLP neurons of `lm`); the
+    manifest names its kind. `on_batch(progress)` is called after every batch (a progress hook;
+    the resume test kills the process from it). Returns the finished run. Re-running with the
+    same arguments resumes an interrupted recording, or does nothing when it is complete.
     """
+    source = source or make_source("neurons", lm)
     config = config or RecordConfig()
     config.validate()
     layers = sorted(set(int(x) for x in layers))
     if not layers:
         raise N2GError("no layers given: pass e.g. --layers 0-3")
     for layer in layers:
-        if source is None:
-            lm.check_neuron(layer)
-        else:
-            source.check(layer)
+        source.check(layer)
     out = Path(out).expanduser()
     corpus = corpus or {"spec": "custom"}
     dtype_name = str(lm.dtype).removeprefix("torch.")
     identity = run_identity(config, model=lm.spec, layers=layers,
-                            corpus=str(corpus.get("spec")), dtype=dtype_name)
-    if source is not None:
-        identity["units"] = source.spec
+                            corpus=str(corpus.get("spec")), dtype=dtype_name,
+                            units=source.spec)
     action = prepare_out(out, identity, overwrite)
     if action == "done":
         _say(f"{out} already holds this recording (same configuration): nothing to do")
         return Run.open(out)
 
-    width = config.window
-    n = lm.n_neurons if source is None else source.n_units(layers[0])
-    if source is not None and any(source.n_units(layer) != n for layer in layers):
-        raise N2GError("the SAEs of these layers differ in size: record them in separate runs")
-    states = {layer: LayerState(n, config.top_k, width, config.sample) for layer in layers}
+    width, n = config.window, source.n_units(layers[0])
+    if any(source.n_units(layer) != n for layer in layers):
+        raise N2GError("the recorded layers have different unit counts: record them separately")
+    states = {layer: LayerState(n, config.top_k, width, config.sample, sparse=source.sparse)
+              for layer in layers}
     sample = SampleState(config.sample, width, config.seed)
     done = {"windows": 0, "batches": 0, "tokens": 0, "elapsed_s": 0.0}
     tok = lm.tokenizer
@@ -266,8 +264,8 @@ def record(
                   "model_type": getattr(getattr(lm.model, "config", None), "model_type", None),
                   "dtype": dtype_name, "device": str(lm.device)},
         "weights_hash": lm.weights_hash, "n_layers": lm.n_layers, "n_neurons": n,
+        "units": source.kind, "unit_site": source.site, "unit_source": source.spec,
         "layers": layers, "corpus": corpus,
-        **({} if source is None else {"units": source.kind, "unit_source": source.spec}),
         "record": {**config.identity(), "checkpoint_every": config.checkpoint_every},
         "bos_token_id": bos_id, "package_version": _version(), "created": _now(),
     }
@@ -290,8 +288,6 @@ def record(
             manifest["created"] = previous.get("created", manifest["created"])
     write_json_atomic(out / MANIFEST, manifest)
 
-    stop_after = int(os.environ.get(STOP_ENV, "0") or 0)
-
     def snapshot() -> None:
         save_checkpoint(out, states, sample, {**done, "weights_hash": lm.weights_hash})
 
@@ -304,7 +300,7 @@ def record(
     base_elapsed = float(done["elapsed_s"])
     try:
         for chunk in _batches(stream, config.batch_size, remaining, width):
-            batch, acts = forward_batch(lm, chunk, layers, width, pad_id, bos_id, source)
+            batch, acts = forward_batch(source, chunk, layers, width, pad_id, bos_id)
             fold_batch(states, sample, batch, acts)
             n_tok = int(batch.length.sum())
             done["windows"] += len(chunk)
@@ -319,8 +315,8 @@ def record(
                     or now - last_ckpt >= config.checkpoint_seconds):
                 snapshot()
                 last_ckpt, saved_at = now, done["batches"]
-            if stop_after and run_batches >= stop_after:
-                os.kill(os.getpid(), signal.SIGKILL)
+            if on_batch is not None:
+                on_batch({**done, "run_batches": run_batches})
     finally:
         if bar is not None:
             bar.close()

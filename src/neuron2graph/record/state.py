@@ -7,6 +7,12 @@ sum, count of positive activations and the activation histogram. Shared by all l
 index (the S smallest hashes seen so far: a "bottom-S sketch"), whose per-token activations are
 kept for every neuron. Every buffer has a fixed size, so memory does not grow with the corpus.
 
+The sample's activations are kept dense (`[S, T, N]` float16) for dense units (MLP neurons:
+almost no value is exactly zero) and sparse for sparse units (SAE latents: a few dozen of 65k
+are nonzero per token), as per-slot (pos, unit, value) lists of the nonzero values only. Both
+hold exactly the same float16 values; the sparse form bounds memory by the nonzeros of the
+sample, not units x sample size (docs/units.md has the measured figures).
+
 Determinism (needed for bit-identical resume): every update depends only on the state and the
 batch; ties in the top-K go to the earlier window (a stable sort over [old entries, new windows in
 stream order]); the sample is the set of smallest hashes, whatever the batch boundaries.
@@ -15,6 +21,7 @@ stream order]); the sample is the set of smallest hashes, whatever the batch bou
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 import torch
@@ -56,9 +63,13 @@ class LayerState:
     NAMES = ("top_max", "top_window", "top_len", "top_tokens", "top_acts", "max", "min", "sum",
              "hist", "sample_acts", "sample_max")
 
-    def __init__(self, n_neurons: int, top_k: int, width: int, sample: int) -> None:
+    SPARSE_NAMES = ("sample_ptr", "sample_pos", "sample_unit", "sample_val")
+
+    def __init__(
+        self, n_neurons: int, top_k: int, width: int, sample: int, *, sparse: bool = False
+    ) -> None:
         n, k, t, s = n_neurons, top_k, width, sample
-        self.n, self.k, self.t = n, k, t
+        self.n, self.k, self.t, self.s, self.sparse = n, k, t, s, sparse
         self.top_max = torch.full((n, k), -torch.inf)
         self.top_window = torch.full((n, k), -1, dtype=torch.int64)
         self.top_len = torch.zeros((n, k), dtype=torch.int32)
@@ -68,14 +79,19 @@ class LayerState:
         self.min = torch.full((n,), torch.inf)
         self.sum = torch.zeros((n,), dtype=torch.float64)
         self.hist = torch.zeros((n * N_BINS,), dtype=torch.int64)
-        self.sample_acts = torch.zeros((s, t, n), dtype=torch.float16)
+        self.sample_acts = torch.zeros((0 if sparse else s, t, n), dtype=torch.float16)
+        self.sample_entries: list[tuple[Tensor, Tensor, Tensor] | None] = [None] * s
+        """Sparse mode: per sample slot, (pos int16, unit int32, value float16) of nonzeros."""
         self.sample_max = torch.full((s, n), -torch.inf)
         self._lut = code_table().astype(np.int32)
         self._offset = np.arange(n, dtype=np.int32) * N_BINS
 
     # ------------------------------------------------------------ persistence
     def tensors(self, prefix: str) -> dict[str, Tensor]:
-        return {f"{prefix}{name}": getattr(self, name) for name in self.NAMES}
+        out = {f"{prefix}{name}": getattr(self, name) for name in self.NAMES}
+        if self.sparse:
+            out.update({f"{prefix}{k}": v for k, v in self._sparse_tensors().items()})
+        return out
 
     def load(self, tensors: dict[str, Tensor], prefix: str) -> None:
         for name in self.NAMES:
@@ -84,6 +100,49 @@ class LayerState:
             if value.shape != current.shape or value.dtype != current.dtype:
                 raise ValueError(f"checkpoint tensor {prefix}{name} has the wrong shape or dtype")
             setattr(self, name, value)
+        if self.sparse:
+            ptr, pos, unit, val = (tensors[f"{prefix}{k}"] for k in self.SPARSE_NAMES)
+            if ptr.shape != (self.s + 1,):
+                raise ValueError(f"checkpoint tensor {prefix}sample_ptr has the wrong shape")
+            self.sample_entries = [
+                (pos[a:b], unit[a:b], val[a:b]) for a, b in pairwise(ptr.tolist())
+            ]
+
+    def _sparse_tensors(self) -> dict[str, Tensor]:
+        """The per-slot nonzeros as flat arrays with slot pointers (`ptr[s]..ptr[s+1]`)."""
+        empty = (torch.zeros(0, dtype=torch.int16), torch.zeros(0, dtype=torch.int32),
+                 torch.zeros(0, dtype=torch.float16))
+        parts = [e if e is not None else empty for e in self.sample_entries]
+        sizes = torch.tensor([0] + [len(p[0]) for p in parts], dtype=torch.int64)
+        return {
+            "sample_ptr": sizes.cumsum(0),
+            "sample_pos": torch.cat([p[0] for p in parts]) if parts else empty[0],
+            "sample_unit": torch.cat([p[1] for p in parts]) if parts else empty[1],
+            "sample_val": torch.cat([p[2] for p in parts]) if parts else empty[2],
+        }
+
+    def sparse_sample(self, order: Tensor) -> dict[str, Tensor]:
+        """The sample of the slots in `order` as unit-major CSR: `sample_ptr [N+1]`, then per
+        entry `sample_row` (index into `order`), `sample_pos` and `sample_val`, sorted by
+        (unit, row, pos): one unit's sample is one contiguous slice on disk."""
+        pos, unit, val, row = [], [], [], []
+        for i, slot in enumerate(order.tolist()):
+            entry = self.sample_entries[slot]
+            if entry is not None:
+                pos.append(entry[0])
+                unit.append(entry[1])
+                val.append(entry[2])
+                row.append(torch.full((len(entry[0]),), i, dtype=torch.int32))
+        p = torch.cat(pos) if pos else torch.zeros(0, dtype=torch.int16)
+        u = torch.cat(unit).long() if unit else torch.zeros(0, dtype=torch.int64)
+        v = torch.cat(val) if val else torch.zeros(0, dtype=torch.float16)
+        r = torch.cat(row) if row else torch.zeros(0, dtype=torch.int32)
+        key = (u * max(1, len(order)) + r.long()) * self.t + p.long()
+        sort = torch.argsort(key)
+        ptr = torch.zeros(self.n + 1, dtype=torch.int64)
+        ptr[1:] = torch.bincount(u, minlength=self.n).cumsum(0)
+        return {"sample_ptr": ptr, "sample_row": r[sort], "sample_pos": p[sort],
+                "sample_val": v[sort]}
 
     # ---------------------------------------------------------------- update
     def window_max(
@@ -184,8 +243,14 @@ class LayerState:
             return
         slots = torch.tensor([m[0] for m in moves], dtype=torch.int64)
         rows = torch.tensor([m[1] for m in moves], dtype=torch.int64)
-        picked = acts.index_select(0, rows).clamp_(-65504.0, 65504.0)
-        self.sample_acts[slots] = picked.to(torch.float16)
+        picked = acts.index_select(0, rows).clamp_(-65504.0, 65504.0).to(torch.float16)
+        if self.sparse:
+            for j, slot in enumerate(slots.tolist()):
+                pos, unit = picked[j].nonzero(as_tuple=True)
+                self.sample_entries[slot] = (
+                    pos.to(torch.int16), unit.to(torch.int32), picked[j][pos, unit])
+        else:
+            self.sample_acts[slots] = picked
         self.sample_max[slots] = win_max.index_select(0, rows)
 
 

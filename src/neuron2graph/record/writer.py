@@ -4,7 +4,8 @@ A checkpoint is a generation of safetensors files (one per layer, one for the sa
 JSON marker naming the generation, written so that a kill never leaves a torn state; resuming
 loads it bit-for-bit. The final layout (one file
 per layer plus `sample.safetensors`) is what `neuron2graph.store.Run` reads: per-neuron arrays
-come first in every shape ([N, K, T], [N, S, T]), so reading one neuron is one contiguous slice.
+come first in every shape ([N, K, T], [N, S, T]), so reading one neuron is one contiguous slice
+(the sparse sample of sparse units is unit-major CSR for the same reason).
 """
 
 from __future__ import annotations
@@ -85,6 +86,14 @@ def _save(path: Path, arrays: dict[str, np.ndarray]) -> None:
         save_np({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp))
 
 
+def _sample_arrays(st: LayerState, order: torch.Tensor) -> dict[str, np.ndarray]:
+    """Dense `sample_acts [N, S, T]`, or for sparse units the unit-major CSR of its nonzeros
+    (`sample_ptr [N+1]`, `sample_row`, `sample_pos`, `sample_val`; see docs/run-format.md)."""
+    if st.sparse:
+        return {name: value.numpy() for name, value in st.sparse_sample(order).items()}
+    return {"sample_acts": st.sample_acts[order].permute(2, 0, 1).numpy()}
+
+
 def finalize(
     run_dir: Path, layers: dict[int, LayerState], sample: SampleState, n_tokens: int
 ) -> dict[int, dict[str, np.ndarray]]:
@@ -119,7 +128,7 @@ def finalize(
             arrays = {
                 **stats,
                 **{name: value.numpy() for name, value in st.sorted_top().items()},
-                "sample_acts": st.sample_acts[order].permute(2, 0, 1).numpy(),
+                **_sample_arrays(st, order),
                 "sample_max": st.sample_max[order].T.numpy(),
             }
             _save(layer_file(run_dir, layer), arrays)

@@ -35,6 +35,7 @@ from neuron2graph.errors import N2GError
 from neuron2graph.ids import NeuronId
 from neuron2graph.n2g.graph import NeuronGraph, fold_token
 from neuron2graph.search.components import activating_of, condensed_components
+from neuron2graph.store import layout
 
 ACTIVATING = "activating"
 IMPORTANT = "important"
@@ -87,7 +88,7 @@ def connect(db: Db) -> sqlite3.Connection:
     else:
         path = Path(db)
         if path.is_dir():
-            path = path / "index.sqlite"
+            path = layout.index_file(path)
         conn = sqlite3.connect(path, timeout=30.0, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
     ensure_schema(conn)
@@ -200,11 +201,12 @@ def _run_parts(run: Any, conn: sqlite3.Connection | None) -> tuple[sqlite3.Conne
     is a run folder whose ``index.sqlite`` is opened directly.
     """
     path = Path(run.path) if hasattr(run, "path") and hasattr(run, "db") else Path(run)
+    graphs = layout.graphs_dir(path)
     if conn is not None:
-        return connect(conn), path / "graphs", False
+        return connect(conn), graphs, False
     if hasattr(run, "db"):
-        return connect(run.db()), path / "graphs", True
-    return connect(path), path / "graphs", True
+        return connect(run.db()), graphs, True
+    return connect(path), graphs, True
 
 
 def _layer_dirs(graphs_dir: Path) -> dict[int, Path]:

@@ -64,4 +64,37 @@ class LocalExecutor(Executor):
             yield process_item(worker, item)
 
 
-__all__ = ["Executor", "LocalExecutor", "process_item"]
+EXECUTORS = ("local", "ray")
+"""The executors `--executor` accepts; `make_executor` is the one place that chooses them."""
+
+
+def make_executor(name: str, *, workers: int | None = None, address: str | None = None,
+                  cpus_per_worker: float = 1.0, gpus_per_worker: float = 0.0) -> Executor:
+    """The executor called `name` (`local` or `ray`); the Ray options are refused with `local`.
+
+    `address`: None or "local" starts a local Ray cluster; "auto" joins this machine's
+    cluster; "ray://HOST:PORT" connects a client. Ray is imported only for `ray`.
+    """
+    from neuron2graph.errors import N2GError
+
+    if name == "local":
+        if workers not in (None, 1) or address is not None:
+            raise N2GError("--workers and --address need --executor ray (local runs serially)")
+        return LocalExecutor()
+    if name == "ray":
+        from neuron2graph.stages.ray_executor import RayExecutor
+
+        return RayExecutor(workers or 2, address=None if address in (None, "local") else address,
+                           cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker)
+    raise N2GError(f"unknown --executor {name!r}: use one of {', '.join(EXECUTORS)}")
+
+
+def close_executor(executor: Executor) -> None:
+    """Release what the executor started (a local Ray cluster); a no-op for others."""
+    close = getattr(executor, "close", None)
+    if callable(close):
+        close()
+
+
+__all__ = ["EXECUTORS", "Executor", "LocalExecutor", "close_executor", "make_executor",
+           "process_item"]

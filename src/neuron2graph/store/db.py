@@ -14,7 +14,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-DB_NAME = "index.sqlite"
+from neuron2graph.store import layout
+
+DB_NAME = layout.INDEX
 
 NEURONS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS neurons (

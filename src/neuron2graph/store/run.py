@@ -98,6 +98,14 @@ def read_manifest(path: Path) -> dict[str, Any]:
     return manifest
 
 
+def create_run(path: Path, fields: dict[str, Any]) -> Run:
+    """Write a new run manifest (format fields added) and open the run; for stages that start a
+    run without a recording (a decode-only run). The store owns run.json's format."""
+    manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, **fields}
+    write_json_atomic(layout.manifest_file(path), manifest)
+    return Run.open(path, allow_incomplete=True)
+
+
 class Run:
     """Reader (and light writer) of one run directory. Create one with `Run.open(path)`."""
 
@@ -126,7 +134,18 @@ class Run:
 
     @property
     def n_neurons(self) -> int:
+        """Units per layer (named for the first unit kind; see `units`)."""
         return int(self.manifest["n_neurons"])
+
+    @property
+    def units(self) -> str:
+        """The unit kind the run holds (docs/units.md); runs from before unit kinds: neurons."""
+        return str(self.manifest.get("units") or "neurons")
+
+    @property
+    def unit_site(self) -> str:
+        """The site prefix of the run's qualified unit ids (`mlp/3:41`)."""
+        return str(self.manifest.get("unit_site") or "mlp")
 
     @property
     def n_layers(self) -> int:
@@ -231,12 +250,26 @@ class Run:
         nid = self.check(nid)
         windows, lengths, tokens = self._sample_meta()
         file = layer_file(self.path, nid.layer)
-        acts = self._slice(file, "sample_acts", nid.neuron)
+        acts = self._sample_acts(file, nid.neuron, tokens.shape)
         maxes = self._slice(file, "sample_max", nid.neuron)
         return [
             self._example(int(windows[i]), tokens[i], acts[i], int(lengths[i]), float(maxes[i]))
             for i in range(len(windows))
         ]
+
+    def _sample_acts(self, file: Path, unit: int, shape: tuple[int, ...]) -> np.ndarray:
+        """One unit's sample activations `[S, T]`, from the dense array or the sparse CSR."""
+        from safetensors import safe_open
+
+        with safe_open(str(file), framework="numpy") as fh:
+            if "sample_ptr" not in fh.keys():  # noqa: SIM118 (safe_open has no __contains__)
+                return np.asarray(fh.get_slice("sample_acts")[unit : unit + 1])[0]
+            a, b = (int(x) for x in fh.get_slice("sample_ptr")[unit : unit + 2])
+            rows = np.asarray(fh.get_slice("sample_row")[a:b])
+            pos = np.asarray(fh.get_slice("sample_pos")[a:b])
+            dense = np.zeros(shape, dtype=np.float16)
+            dense[rows, pos.astype(np.int64)] = np.asarray(fh.get_slice("sample_val")[a:b])
+            return dense
 
     def quantile_examples(self, nid: NidLike, n: int = 10) -> list[Example]:
         """`n` sample windows at evenly spaced quantiles (0 .. 1) of the neuron's window max."""

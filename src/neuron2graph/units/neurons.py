@@ -7,12 +7,15 @@ run recorded before unit kinds existed; old runs without a `units` field are neu
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
 
 from jaxtyping import Float, Int
 from torch import Tensor
 
 from neuron2graph.decode.weights import read_rows, write_columns
+from neuron2graph.ids import UnitId
 from neuron2graph.models.forward import layer_activations
 from neuron2graph.units.source import ActivationSource
 
@@ -44,6 +47,24 @@ class MlpNeurons(ActivationSource):
         self._check_request(layers, units)
         return layer_activations(self.lm, input_ids, layers, attention_mask=attention_mask,
                                  neurons=units)
+
+    @contextmanager
+    def clamped(self, unit: UnitId, value: float) -> Iterator[None]:
+        """A pre-hook on the MLP output projection overwrites the neuron's input coordinate."""
+        self.check(unit)
+        module = self.lm.sites.mlp_out(self.lm.layer_modules[unit.layer])
+        index = unit.index
+
+        def hook(_module: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
+            acts = args[0].clone()
+            acts[..., index] = value
+            return (acts, *args[1:])
+
+        handle = module.register_forward_pre_hook(hook)
+        try:
+            yield
+        finally:
+            handle.remove()
 
     def output_directions(self, layer: int) -> Float[Tensor, "units d_model"]:
         self.check(layer)

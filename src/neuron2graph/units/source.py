@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 import torch
@@ -37,6 +38,9 @@ class ActivationSource(ABC):
 
     kind: str = ""
     site: str = ""
+    sparse: bool = False
+    """True when most activations are exactly zero (SAE latents): recording then keeps the random
+    sample as nonzeros only. Neurons are dense; either way the stored values are identical."""
 
     def __init__(self, lm: LoadedModel) -> None:
         self.lm = lm
@@ -142,6 +146,11 @@ class ActivationSource(ABC):
             for row, i in enumerate(chunk):
                 results[i] = acts_cpu[row, : len(sequences[i])]
         return [r if r is not None else torch.zeros(0, len(index)) for r in results]
+
+    # --------------------------------------------------------------- clamping
+    def clamped(self, unit: UnitId, value: float) -> AbstractContextManager[None]:
+        """A context in which `unit` reads `value` at every position (for `decode.clamp`)."""
+        raise N2GError(f"{self.describe()} cannot clamp its units")
 
     # ------------------------------------------------------------- directions
     def output_directions(self, layer: int) -> Float[Tensor, "units d_model"]:

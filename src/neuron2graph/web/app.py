@@ -13,18 +13,20 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel
 
 from neuron2graph.errors import N2GError, NotFoundError
 from neuron2graph.web.data import RunView
+from neuron2graph.web.overview import overview, plot_file
 
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
 templates = Environment(loader=FileSystemLoader(HERE / "templates"),
                         autoescape=select_autoescape(["html"]))
+templates.filters["zip"] = zip
 
 
 class RunInfo(BaseModel):
@@ -165,7 +167,15 @@ def create_app(run_path: str | Path, *, model: str | None = None) -> FastAPI:
     @app.get("/", response_class=HTMLResponse)
     def index() -> str:
         return templates.get_template("index.html").render(
-            run=view.summary(), static=False, root="/", rows_json="null")
+            run=view.summary(), static=False, root="/", rows_json="null",
+            ov=overview(view, view.rows()))
+
+    @app.get("/eval/f1_by_layer.png")
+    def eval_plot() -> FileResponse:
+        path = plot_file(view.path)
+        if not path.is_file():
+            raise NotFoundError("this run has no evaluation plot: run n2g eval first")
+        return FileResponse(path, media_type="image/png")
 
     @app.get("/neurons/{nid}", response_class=HTMLResponse)
     def neuron_page(nid: str) -> str:

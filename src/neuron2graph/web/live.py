@@ -16,8 +16,10 @@ _MODELS: dict[str, Any] = {}
 
 
 def real_activations(model: str, view: Any, nid: NeuronId, text: str) -> list[float]:
-    """Normalised activations (a / a_max) of neuron `nid` on `text`, token by token."""
-    from neuron2graph.models import layer_activations, load_model
+    """Normalised activations (a / a_max) of unit `nid` on `text`, token by token, read
+    through the run's own unit source (the kind named in its manifest)."""
+    from neuron2graph.models import load_model
+    from neuron2graph.units import source_for_run
 
     with _LOCK:
         lm = _MODELS.get(model)
@@ -28,7 +30,7 @@ def real_activations(model: str, view: Any, nid: NeuronId, text: str) -> list[fl
         ids = view.run.tokenizer().encode(text[:5000], add_special_tokens=False)
         input_ids = torch.tensor([ids], dtype=torch.long)
         sel = {nid.layer: torch.tensor([nid.neuron])}
-        acts = layer_activations(lm, input_ids, [nid.layer], neurons=sel)
+        acts = source_for_run(view.run, lm).activations(input_ids, [nid.layer], units=sel)
         a = acts[nid.layer][0, :, 0].float().tolist()
     a_max = view.run.a_max(nid) or 1.0
     return [round(x / a_max, 4) for x in a]

@@ -16,6 +16,7 @@ from tqdm import tqdm
 from neuron2graph.store.atomic import write_text_atomic
 from neuron2graph.web.app import STATIC, page_context, templates
 from neuron2graph.web.data import RunView
+from neuron2graph.web.overview import overview, plot_file
 
 
 def write_report(run_path: str | Path, out_dir: str | Path, *, all_neurons: bool = False) -> Path:
@@ -32,7 +33,10 @@ def write_report(run_path: str | Path, out_dir: str | Path, *, all_neurons: bool
         html = templates.get_template("neuron.html").render(
             **page_context(view, row["id"], static=True), run=run)
         write_text_atomic(out / "neurons" / f"{row['layer']}_{row['neuron']}.html", html)
+    if plot_file(view.path).is_file():
+        shutil.copyfile(plot_file(view.path), out / "eval_f1_by_layer.png")
     index = templates.get_template("index.html").render(
-        run=run, static=True, root="", rows_json=json.dumps(rows).replace("</", "<\\/"))
+        run=run, static=True, root="", rows_json=json.dumps(rows).replace("</", "<\\/"),
+        ov=overview(view, view.rows() if not all_neurons else rows))
     write_text_atomic(out / "index.html", index)
     return out / "index.html"
