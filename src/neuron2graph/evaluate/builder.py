@@ -100,7 +100,7 @@ def load_run_model(run: RunLike, *, device: str = "auto", dtype: str | None = No
         raise N2GError(
             f"{run.path} records {units} units ({run.manifest.get('unit_source')}): stages that "
             "re-run the model (build, eval, predict, explain) read MLP neurons only so far; use "
-            "examples, info, report and the browser on it, or record --units neurons"
+            "n2g examples and n2g info on it, or record with --units neurons"
         )
     model = run.manifest.get("model")
     spec = model.get("spec") if isinstance(model, dict) else model
