@@ -23,19 +23,25 @@ def test_run_stages_resume_and_status(tmp_path: Path) -> None:
     config = tmp_path / "run.toml"
     config.write_text(f'model = "{model}"\ncorpus = "{corpus}"\nlayers = "1"\nper_layer = 3\n'
                       'window = 16\nmax_tokens = 0\naugment = false\ndevice = "cpu"\n'
-                      'stages = "record,build,eval"\n', encoding="utf-8")
+                      'stages = "record,build,eval,decode,explain"\n', encoding="utf-8")
     args = ["run", str(out), "--config", str(config), "--quiet", "--json"]
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     report = json.loads(res.stdout)
     assert [(r["stage"], r["status"]) for r in report] == [
-        ("record", "done"), ("build", "done"), ("eval", "skipped")]
+        ("record", "done"), ("build", "done"), ("eval", "done"), ("decode", "done"),
+        ("explain", "skipped")]
     assert report[1]["detail"] == "built 3, already done 0"
-    assert "[eval] skipped" in res.stderr
+    assert report[3]["detail"] == "decoded 64, already done 0"
+    assert "[explain] skipped" in res.stderr
+    assert (out / "eval" / "table.md").is_file()
     assert len(list((out / "graphs" / "1").glob("*.json"))) == 3
     again = runner.invoke(app, args)  # idempotent: nothing redone
     assert again.exit_code == 0, again.output
-    assert json.loads(again.stdout)[1]["detail"] == "built 0, already done 3"
+    redo = json.loads(again.stdout)
+    assert redo[0]["detail"] == "already recorded (same configuration)"
+    assert redo[1]["detail"] == "built 0, already done 3"
+    assert redo[3]["detail"] == "decoded 0, already done 64"
     # A flag given on the command line wins over the file: one more unit per layer.
     more = runner.invoke(app, [*args, "--per-layer", "4", "--stages", "build"])
     assert more.exit_code == 0, more.output

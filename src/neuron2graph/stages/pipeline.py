@@ -81,19 +81,43 @@ StepFn = Callable[[RunPlan, Path, Executor, bool], str]
 
 
 def _record(plan: RunPlan, run_dir: Path, executor: Executor, progress: bool) -> str:
+    from neuron2graph.record.config import RecordConfig
+    from neuron2graph.record.stage import RecordStageConfig, run
+
+    config = RecordStageConfig(
+        model=plan.model, corpus=plan.corpus, layers=tuple(plan.layer_list()),
+        record=RecordConfig(window=plan.window, max_tokens=plan.max_tokens or None),
+        device=plan.device, progress=progress)
+    return "recorded" if run(config, run_dir) else "already recorded (same configuration)"
+
+
+def _eval(plan: RunPlan, run_dir: Path, executor: Executor, progress: bool) -> str:
+    """Through `n2g eval`'s own function (its protocol is not a run_stage library function yet,
+    so it runs in this process whatever the executor); its table goes to stderr."""
     import contextlib
     import sys
 
-    from neuron2graph.cli.record_cmd import record_command
+    from neuron2graph.cli.eval_cmd import eval_command
 
-    with contextlib.redirect_stdout(sys.stderr):  # its summary is progress, not the result
-        record_command(out=run_dir, model=plan.model, corpus=plan.corpus,
-                       layers=",".join(str(x) for x in plan.layer_list()),
-                       max_tokens=plan.max_tokens, window=plan.window, device=plan.device,
-                       progress=progress, overwrite=False, as_json=False, top_k=20,
-                       batch_size=32, sample=256, seed=0, bos="auto", dtype="auto",
-                       checkpoint_every=50)
-    return "recorded"
+    units = _units(plan, run_dir)
+    with contextlib.redirect_stdout(sys.stderr):
+        eval_command(
+            run_dir=run_dir, layers=None, per_layer=50, seed=plan.seed, top_k=20, n_train=10,
+            neurons=",".join(f"{la}:{u}" for la, us in units.items() for u in us),
+            min_firing_examples=2, official=True, false_firing=True,
+            augmenter="causal" if plan.augment else "none", batch_neurons=1, max_minutes=None,
+            device=plan.device, dtype="auto", overwrite=False, quiet=not progress,
+            json_out=False)
+    return f"evaluated {sum(len(v) for v in units.values())} units (table: RUN/eval/table.md)"
+
+
+def _decode(plan: RunPlan, run_dir: Path, executor: Executor, progress: bool) -> str:
+    from neuron2graph.decode.stage import DecodeStageConfig, run
+
+    outcome = run(DecodeStageConfig(model=plan.model, layers=tuple(plan.layer_list()),
+                                    device=plan.device), run_dir, executor=executor,
+                  progress=progress)
+    return f"decoded {outcome.computed}, already done {len(outcome.reused)}"
 
 
 def _units(plan: RunPlan, run_dir: Path) -> dict[int, list[int]]:
@@ -128,7 +152,8 @@ def _build(plan: RunPlan, run_dir: Path, executor: Executor, progress: bool) -> 
     return f"built {built}, already done {reused}"
 
 
-STEPS: dict[str, StepFn] = {"record": _record, "build": _build}
+STEPS: dict[str, StepFn] = {"record": _record, "build": _build, "eval": _eval,
+                            "decode": _decode}
 """Stage name -> what runs it. Add a stage here once it has a library function (its CLI
 command is its reference use)."""
 

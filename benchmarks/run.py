@@ -1,0 +1,113 @@
+"""Whole-layer throughput of the build stage: local executor vs 1 and 2 Ray workers.
+
+Records a slice of the default model (one layer, --tokens of the stdlib corpus; reused when it
+exists), then builds graphs for the same --neurons alive units of that layer three times, each
+into a fresh copy of the recording: with `LocalExecutor`, and with `RayExecutor` at 1 and 2
+workers on a local Ray cluster. Prints wall time, seconds per unit and the ratio to local, and
+checks that the three runs wrote the same graphs (timings and float rounding aside).
+
+Ray runs in its own network namespace (loopback only): the script re-runs itself under
+`unshare -n` (root) unless --inside is given. Usage:
+
+    PYTHONPATH=src python benchmarks/run.py --layer 10 --neurons 16 [--augment]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+def plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: plain(v) for k, v in obj.items() if "seconds" not in k}
+    if isinstance(obj, list):
+        return [plain(v) for v in obj]
+    return round(obj, 5) if isinstance(obj, float) else obj
+
+
+def graphs(run_dir: Path) -> dict[str, Any]:
+    return {p.name: plain(json.loads(p.read_text()))
+            for p in sorted((run_dir / "graphs").glob("*/*.json"))}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--layer", type=int, default=10)
+    ap.add_argument("--neurons", type=int, default=16, help="alive units of the layer to build")
+    ap.add_argument("--tokens", type=int, default=20_000)
+    ap.add_argument("--corpus", default="stdlib")
+    ap.add_argument("--augment", action="store_true", help="causal augmentation (slow)")
+    ap.add_argument("--cpus-per-worker", type=float, default=1.0)
+    ap.add_argument("--root", type=Path, default=Path("runs/bench-run"))
+    ap.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if not args.inside:
+        env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+        cmd = " ".join([sys.executable, *sys.argv, "--inside"])
+        sys.exit(subprocess.call(["unshare", "-n", "bash", "-c",
+                                  f"ip link set lo up && exec {cmd}"], env=env))
+
+    import ray
+    import torch
+
+    from neuron2graph.n2g.stage import BuildStageConfig, run
+    from neuron2graph.record.config import RecordConfig
+    from neuron2graph.record.stage import RecordStageConfig
+    from neuron2graph.record.stage import run as record
+    from neuron2graph.stages.ray_executor import RayExecutor
+
+    base = args.root / "base"
+    t0 = time.perf_counter()
+    record(RecordStageConfig(model="smollm2-135m", corpus=args.corpus, layers=(args.layer,),
+                             record=RecordConfig(window=64, max_tokens=args.tokens),
+                             device="cpu", dtype="fp32", progress=False), base)
+    print(f"recording of layer {args.layer} ready in {time.perf_counter() - t0:.1f} s "
+          f"({os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, load average "
+          f"{os.getloadavg()[0]:.1f})", flush=True)
+    config = BuildStageConfig(layer=args.layer, sample=args.neurons, batch_neurons=1,
+                              augmenter="causal" if args.augment else None, device="cpu")
+    temp = Path("/tmp") / f"rb{os.getpid()}"
+    ray.init(num_cpus=os.cpu_count() or 2, include_dashboard=False, _temp_dir=str(temp),
+             log_to_driver=False)
+    assert ray.util.get_node_ip_address() == "127.0.0.1"
+    rows = []
+    made: dict[str, dict[str, Any]] = {}
+    try:
+        for name, executor in [("local", None),
+                               ("ray x1", RayExecutor(1, cpus_per_worker=args.cpus_per_worker)),
+                               ("ray x2", RayExecutor(2, cpus_per_worker=args.cpus_per_worker))]:
+            out = args.root / name.replace(" ", "")
+            shutil.rmtree(out, ignore_errors=True)
+            shutil.copytree(base, out, ignore=shutil.ignore_patterns("graphs", "stages"))
+            t0 = time.perf_counter()
+            outcome = run(config, out, executor=executor, progress=False)
+            wall = time.perf_counter() - t0
+            busy = sum(float(r.get("seconds", 0.0)) for r in outcome.rows.values())
+            rows.append((name, outcome.computed, wall, busy))
+            made[name] = graphs(out)
+            print(f"{name:>7}: {outcome.computed} units in {wall:6.1f} s wall "
+                  f"({wall / max(outcome.computed, 1):.2f} s/unit; worker busy "
+                  f"{busy / max(outcome.computed, 1):.2f} s/unit)", flush=True)
+    finally:
+        ray.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)
+    local_wall = rows[0][2]
+    print(f"\n{'executor':>8} {'units':>6} {'wall s':>8} {'s/unit':>7} {'busy s/unit':>11} "
+          f"{'vs local':>8}")
+    for name, n, wall, busy in rows:
+        print(f"{name:>8} {n:6d} {wall:8.1f} {wall / max(n, 1):7.2f} {busy / max(n, 1):11.2f} "
+              f"{local_wall / wall:7.2f}x")
+    same = all(made[k] == made["local"] for k in made)
+    print(f"graphs identical to local (timings aside, floats to 5 decimals): {same}")
+
+
+if __name__ == "__main__":
+    main()
