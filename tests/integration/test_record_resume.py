@@ -18,7 +18,7 @@ from neuron2graph.store import Run
 # `stop_after` batches of this invocation (a crash mid-run, at a batch boundary we choose).
 KILLER = """
 import functools, os, signal, sys
-import neuron2graph.record as rec
+import neuron2graph.record.recorder as rec  # the record stage looks `record` up here
 
 def kill_after(n, progress):
     if progress["run_batches"] >= n:

@@ -79,3 +79,39 @@ def test_resume_continues_and_settings_conflict(tmp_path: Path) -> None:
         train_sae(lm, _windows(40), tmp_path / "ckpt", other, **kw)
     with pytest.raises(N2GError, match="only 10 full windows"):
         train_sae(lm, _windows(10), tmp_path / "new", spec, **kw)
+
+
+def test_cli_train_then_record_latents(tmp_path: Path) -> None:
+    """The commands end to end on a saved tiny model: --json stdout is one JSON document."""
+    import subprocess
+    import sys
+
+    from tests.integration.record_fixtures import save_tiny_model, write_corpus
+
+    model = save_tiny_model(tmp_path / "model")
+    corpus = write_corpus(tmp_path / "c.txt", n=80)
+    base = [sys.executable, "-m", "neuron2graph"]
+    res = subprocess.run(
+        [*base, "train-sae", str(model), "--out", str(tmp_path / "ck"), "--layers", "1",
+         "--site", "resid_post", "--expansion", "2", "--k", "4", "--tokens", "512",
+         "--corpus", str(corpus), "--window", "16", "--batch-size", "4", "--lr", "1e-3",
+         "--device", "cpu", "--no-progress", "--json"],
+        capture_output=True, text=True, check=False)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.lstrip().startswith("{"), res.stdout[:300]
+    report = json.loads(res.stdout)
+    assert report["hookpoint"] == "layers.1" and report["steps"] == 8
+    res = subprocess.run(
+        [*base, "record", "--model", str(model), "--units", f"sae:{tmp_path / 'ck'}",
+         "--layers", "1", "--corpus", str(corpus), "--window", "16", "--max-tokens", "400",
+         "--out", str(tmp_path / "run"), "--device", "cpu", "--no-progress", "--json"],
+        capture_output=True, text=True, check=False)
+    assert res.returncode == 0, res.stderr
+    info = json.loads(res.stdout)
+    assert info["n_neurons"] == 64 and info["units"] == f"sae:{tmp_path / 'ck'}"
+    res = subprocess.run(
+        [*base, "record", "--model", str(model), "--units", f"sae:{tmp_path / 'ck'}",
+         "--layers", "0", "--corpus", str(corpus), "--out", str(tmp_path / "run0"),
+         "--device", "cpu"], capture_output=True, text=True, check=False)
+    assert res.returncode == 2 and res.stderr.strip().splitlines()[-1].startswith(
+        "error: layer 0 is out of range")

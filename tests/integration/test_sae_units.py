@@ -120,12 +120,32 @@ def _nid(layer: int, index: int) -> object:
     return NeuronId(layer, index)
 
 
-def test_model_stages_refuse_a_latent_run_instead_of_reading_neurons(tmp_path: Path) -> None:
-    from types import SimpleNamespace
+def test_n2g_builds_the_graph_of_a_planted_latent_not_of_the_neuron(tmp_path: Path) -> None:
+    """The N2G pipeline reads the run's units through the source: a graph built for latent 5
+    of the planted coder fires on 'cat' (what the latent reads) and nowhere else."""
+    from neuron2graph.n2g.pipeline import N2GConfig, NeuronRequest, build_graphs
 
-    from neuron2graph.evaluate.builder import load_run_model
-
-    run = SimpleNamespace(path=tmp_path, manifest={"units": "sae", "unit_source": "sae:x",
-                                                   "model": {"spec": "tiny"}})
-    with pytest.raises(N2GError, match="records sae units"):
-        load_run_model(run)  # type: ignore[arg-type]
+    lm = tiny_model("llama")
+    cat = token_id(lm, "cat")
+    embed = lm.model.get_input_embeddings().weight.detach()  # type: ignore[operator,union-attr]
+    d, n = embed.shape[1], 16
+    W_enc = torch.randn(d, n, generator=torch.Generator().manual_seed(0)) * 0.01
+    direction = embed[cat] / embed[cat].norm()
+    W_enc[:, 5] = direction
+    reads = embed @ direction
+    others = torch.cat([reads[:cat], reads[cat + 1 :]])
+    bias = torch.zeros(n)
+    bias[5] = -0.5 * (float(reads[cat]) + float(others.max()))
+    point = HookPoint(0, "resid_pre")
+    info = SaeInfo(d_in=d, d_sae=n, d_out=d, architecture="relu", reads=point, writes=point,
+                   apply_b_dec_to_input=False)
+    save_saelens(Sae(info, W_enc, bias, W_enc.T.clone(), torch.zeros(d)), tmp_path / "p")
+    src = make_source(f"sae:{tmp_path / 'p'}", lm)
+    examples = [[1, 5, 7, cat, 9], [1, 12, cat, 30, 31], [1, 40, 41, 42, cat]]
+    a_max = float(src.activations(torch.tensor(examples), [0])[0][:, :, 5].max())
+    assert a_max > 0
+    graph = build_graphs(lm, [NeuronRequest(0, 5, examples, a_max)],
+                         N2GConfig(augmenter=None), source=src)[0].graph
+    tokens = [lm.tokenizer.decode([t]) for t in [1, 20, cat, 21, 22, cat]]
+    fired = [p > 0.5 for p in graph.predict(tokens)]
+    assert fired == [False, False, True, False, False, True]

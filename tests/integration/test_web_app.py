@@ -205,3 +205,4 @@ def test_search_and_similar(client: TestClient) -> None:
     assert NID in [h["id"] for h in hits]
     assert client.get(f"/api/neurons/{NID}/similar").status_code == 200
     assert client.get("/api/neurons/0:x/similar").status_code == 404
+    assert client.get(f"/api/neurons/{NID}/similar", params={"top": 0}).status_code == 400

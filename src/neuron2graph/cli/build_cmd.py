@@ -111,17 +111,9 @@ def _load_tokenizer(run: Any | None, tokenizer_dir: Path | None) -> Any:
         if run is None:
             raise N2GError("no tokenizer: pass a RUN directory or --tokenizer DIR")
         return run.tokenizer()
-    from neuron2graph.store.tokenizer import BareTokenizer
+    from neuron2graph.store.tokenizer import load_tokenizer_dir
 
-    if not (tokenizer_dir / "tokenizer.json").is_file():
-        raise N2GError(f"{tokenizer_dir} holds no tokenizer.json: pass a tokenizer folder, "
-                       "e.g. RUN/tokenizer")
-    try:
-        from transformers import PreTrainedTokenizerFast
-
-        return PreTrainedTokenizerFast.from_pretrained(str(tokenizer_dir))
-    except Exception:  # transformers cannot read the folder: the raw Rust tokenizer will do
-        return BareTokenizer(tokenizer_dir / "tokenizer.json")
+    return load_tokenizer_dir(tokenizer_dir)
 
 
 @command("predict")

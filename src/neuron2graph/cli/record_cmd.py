@@ -84,6 +84,7 @@ def run_info(path: Path) -> dict[str, Any]:
         "corpus": m.get("corpus", {}).get("spec"),
         "layers": run.layers,
         "n_neurons": run.n_neurons,
+        "units": m.get("unit_source") or m.get("units") or "neurons",
         "tokens": m.get("tokens"),
         "windows": m.get("windows"),
         "window_len": run.window_len,
@@ -109,7 +110,8 @@ def _print_info(path: Path, as_json: bool) -> None:
                f"weights {info['weights_hash']})")
     typer.echo(f"corpus    {info['corpus']}")
     layers = ",".join(str(x) for x in info["layers"])
-    typer.echo(f"layers    {layers}  ({info['n_neurons']} neurons each)")
+    noun = "neurons" if info["units"] == "neurons" else f"latents of {info['units']}"
+    typer.echo(f"layers    {layers}  ({info['n_neurons']} {noun} each)")
     if info["tokens"] is None:
         typer.echo("record    none (no n2g record in this run)")
     else:

@@ -56,8 +56,11 @@ def model_builder(
     (it would otherwise run the model once more on every example to measure them again).
     """
     from neuron2graph.n2g.pipeline import NeuronRequest, build_graphs
+    from neuron2graph.units import source_for_run
 
     configs = {p.name: p.n2g_config(base) for p in graph_predictors() if p.n2g_config}
+    # The run's own units (MLP neurons, SAE latents, ...): graphs explain what was recorded.
+    source = source_for_run(run, lm) if run is not None else None
 
     def build(sets: Sequence[TrainSet], method: str) -> list[Any]:
         if method not in configs:
@@ -69,7 +72,7 @@ def model_builder(
                 acts = _recorded_acts(run, ts)
             requests.append(NeuronRequest(layer=ts.nid.layer, neuron=ts.nid.neuron,
                                           examples=ts.examples, a_max=ts.a_max, acts=acts))
-        return [r.graph for r in build_graphs(lm, requests, configs[method])]
+        return [r.graph for r in build_graphs(lm, requests, configs[method], source=source)]
 
     return build
 
@@ -93,15 +96,6 @@ def load_run_model(run: RunLike, *, device: str = "auto", dtype: str | None = No
 
     from neuron2graph.models.loading import load_model
 
-    units = run.manifest.get("units")
-    if units and units != "neurons":
-        # These stages still read MLP neurons through the model directly; running them on a
-        # latent run would silently explain the neuron with the latent's index.
-        raise N2GError(
-            f"{run.path} records {units} units ({run.manifest.get('unit_source')}): stages that "
-            "re-run the model (build, eval, predict, explain) read MLP neurons only so far; use "
-            "examples, info, report and the browser on it, or record --units neurons"
-        )
     model = run.manifest.get("model")
     spec = model.get("spec") if isinstance(model, dict) else model
     if not isinstance(spec, str) or not spec:

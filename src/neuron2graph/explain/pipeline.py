@@ -89,10 +89,13 @@ class Graphs:
         if self._build is None:
             from neuron2graph.evaluate.builder import load_run_model, n2g_config
             from neuron2graph.n2g.pipeline import build_graphs
+            from neuron2graph.units import source_for_run
 
             lm = load_run_model(self.run, device=self.device)
+            source = source_for_run(self.run, lm)
             cfg = n2g_config(augmenter=self.augmenter)
-            self._build = lambda reqs: [r.graph for r in build_graphs(lm, reqs, cfg)]
+            self._build = lambda reqs: [r.graph for r in build_graphs(lm, reqs, cfg,
+                                                                      source=source)]
         return self._build
 
     def get(self, units: Sequence[tuple[NeuronId, UnitExamples]]) -> dict[NeuronId, Any]:

@@ -110,6 +110,11 @@ class BuildWorker:
         self.run = Run.open(run_dir)
         self.n2g = config.n2g_config()
         self.lm = load_run_model(self.run, device=config.device, dtype=config.dtype)
+        from neuron2graph.units import source_for_run
+
+        # Graphs of the units the run recorded (neurons, SAE latents, ...), never of the model's
+        # neurons with the same index.
+        self.source = source_for_run(self.run, self.lm)
 
     def process(self, item: WorkItem) -> list[dict[str, Any]]:
         from neuron2graph.n2g.graph_io import save_graph
@@ -122,7 +127,8 @@ class BuildWorker:
                 nid.layer, nid.neuron, [list(e.token_ids) for e in examples],
                 self.run.a_max(nid), acts=[list(e.acts) for e in examples]))
         rows = []
-        for nid, res in zip(item.nids(), build_graphs(self.lm, requests, self.n2g), strict=True):
+        for nid, res in zip(item.nids(), build_graphs(self.lm, requests, self.n2g,
+                                                          source=self.source), strict=True):
             save_graph(self.run.path, res.graph)
             rows.append({"neuron": str(nid), "status": "built", "n_nodes": res.graph.n_nodes(),
                          "activating": res.graph.n_activating(), **res.stats.as_dict()})

@@ -207,8 +207,9 @@ def train_sae(lm: LoadedModel, windows: Iterable[Any], out: Path, spec: TrainSpe
     spec.validate()
     lm.check_neuron(spec.layer)
     try:
-        from datasets import Dataset
-        from sparsify import SaeConfig, TrainConfig, Trainer
+        with contextlib.redirect_stdout(sys.stderr):  # sparsify prints on import
+            from datasets import Dataset
+            from sparsify import SaeConfig, TrainConfig, Trainer
     except ImportError:
         raise N2GError("training needs sparsify: pip install 'neuron2graph[sae]'") from None
     out = out.expanduser().resolve()

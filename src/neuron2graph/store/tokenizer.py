@@ -60,12 +60,21 @@ def save_tokenizer(tokenizer: Any, run_dir: Path) -> None:
 
 
 def load_tokenizer(run_dir: Path) -> Any:
+    """The run's saved tokenizer (RUN/tokenizer), without torch."""
     folder = run_dir / TOKENIZER_DIR
     if not (folder / "tokenizer.json").is_file():
         raise N2GError(
             f"{run_dir} has no saved tokenizer ({folder}/tokenizer.json): re-record the run "
             "with `n2g record --overwrite`"
         )
+    return load_tokenizer_dir(folder)
+
+
+def load_tokenizer_dir(folder: Path) -> Any:
+    """A tokenizer from any folder holding tokenizer.json (the one loader; no torch)."""
+    if not (folder / "tokenizer.json").is_file():
+        raise N2GError(f"{folder} holds no tokenizer.json: pass a tokenizer folder, "
+                       "e.g. RUN/tokenizer")
     try:
         from transformers import PreTrainedTokenizerFast
 

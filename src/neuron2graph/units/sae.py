@@ -31,6 +31,7 @@ class SaeLatents(ActivationSource):
 
     kind = "sae"
     site = "sae"
+    sparse = True  # few latents fire per token: record keeps only the sample's nonzeros
 
     def __init__(self, lm: LoadedModel, path: str, saes: Sequence[Sae] | None = None) -> None:
         super().__init__(lm)
