@@ -60,3 +60,18 @@ def test_stage_framework_and_graph_io_do_not_import_torch() -> None:
 def test_graph_schema_does_not_import_the_store() -> None:
     mods = loaded_after("import neuron2graph.n2g.graph")
     assert "neuron2graph.store" not in mods and "neuron2graph.store.run" not in mods
+
+
+def test_no_library_package_imports_the_cli() -> None:
+    """The CLI only parses and prints: stage logic lives in the library, which never reaches
+    back into `neuron2graph.cli` (lazy imports included)."""
+    offenders = []
+    for path in sorted(SRC.rglob("*.py")):
+        if "cli" in path.relative_to(SRC).parts or path.name == "__main__.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{path.relative_to(SRC)}: {n}" for n in names
+                          if n.startswith("neuron2graph.cli")]
+    assert offenders == []

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -74,48 +74,18 @@ def eval_command(
     saved one by one in RUN/eval/neurons, so a killed run resumes where it stopped. Writes
     RUN/eval/results.json, table.md and f1_by_layer.png.
     """
-    from neuron2graph.errors import N2GError
-    from neuron2graph.evaluate.protocol import EvalConfig, run_protocol, select_neurons
-    from neuron2graph.evaluate.report import build_results, markdown_table, summary, write_report
+    from neuron2graph.evaluate.report import markdown_table, summary
+    from neuron2graph.evaluate.run import evaluate
     from neuron2graph.ids import NeuronId, parse_layers
-    from neuron2graph.store.run import Run
 
-    if batch_neurons < 1:
-        raise N2GError("--batch-neurons must be at least 1")
-    if not 0 < n_train < top_k:
-        raise N2GError(f"--n-train {n_train} must be between 1 and --top-k - 1 ({top_k - 1})")
-    run = Run.open(run_dir)
-    aug = None if augmenter.lower() in ("none", "off", "") else augmenter
-    build_settings = _n2g_settings(aug)
-    cfg = EvalConfig(
-        seed=seed, k=top_k, n_train=n_train, min_firing_examples=min_firing_examples,
-        official=official, false_firing=false_firing,
-        build={"model": _model_spec(run.manifest), "weights_hash": run.manifest.get("weights_hash"),
-               "n2g": build_settings},
-        batch_neurons=batch_neurons,
-    )
-    wanted = NeuronId.parse_list(neurons) if neurons else None
-    layer_list = parse_layers(layers) if layers else None
-    selection = select_neurons(run, cfg, layers=layer_list, per_layer=per_layer, neurons=wanted)
-    if not selection.selected:
-        raise N2GError(
-            f"no alive neuron to evaluate ({len(selection.excluded)} excluded, see reasons with "
-            "--json): record more text, or lower --min-firing-examples"
-        )
-
-    outcome = run_protocol(run, selection, cfg, overwrite=overwrite,
-                           progress=not quiet and not json_out,
-                           max_seconds=None if max_minutes is None else 60 * max_minutes,
-                           augmenter=aug, device=device, dtype=None if dtype == "auto" else dtype)
-    if not outcome.rows:
-        raise N2GError(
-            f"no neuron finished ({len(outcome.failed)} failed, {len(outcome.pending)} pending): "
-            "see the warnings above, or raise --max-minutes"
-        )
-    request = {"layers": layer_list, "per_layer": None if wanted else per_layer,
-               "neurons": [str(n) for n in wanted] if wanted else None}
-    results = build_results(run, selection, cfg, outcome, request)
-    paths = write_report(run.path, results)
+    done = evaluate(
+        run_dir, layers=parse_layers(layers) if layers else None, per_layer=per_layer,
+        neurons=NeuronId.parse_list(neurons) if neurons else None, seed=seed, top_k=top_k,
+        n_train=n_train, min_firing_examples=min_firing_examples, official=official,
+        false_firing=false_firing, augmenter=augmenter, batch_neurons=batch_neurons,
+        max_minutes=max_minutes, device=device, dtype=None if dtype == "auto" else dtype,
+        overwrite=overwrite, progress=not quiet and not json_out)
+    results, paths, outcome = done.results, done.paths, done.outcome
     if json_out:
         emit_json(summary(results))
         return
@@ -131,13 +101,3 @@ def eval_command(
         if path.exists():
             typer.echo(f"{name}: {path}")
 
-
-def _model_spec(manifest: dict[str, Any]) -> Any:
-    model = manifest.get("model")
-    return model.get("spec") if isinstance(model, dict) else model
-
-
-def _n2g_settings(augmenter: str | None) -> dict[str, Any]:
-    from neuron2graph.evaluate.builder import config_settings, n2g_config
-
-    return config_settings(n2g_config(augmenter=augmenter))

@@ -90,22 +90,15 @@ def _record(plan: RunPlan, run_dir: Path, executor: Executor, progress: bool) ->
 
 
 def _eval(plan: RunPlan, run_dir: Path, executor: Executor, progress: bool) -> str:
-    """Through `n2g eval`'s own function (its protocol is not a run_stage library function yet,
-    so it runs in this process whatever the executor); its table goes to stderr."""
-    import contextlib
-    import sys
-
-    from neuron2graph.cli.eval_cmd import eval_command
+    """Through the library's `evaluate` (the per-unit protocol runs in this process whatever
+    the executor: eval's workers are not yet handed to `--executor`)."""
+    from neuron2graph.evaluate.run import evaluate
+    from neuron2graph.ids import NeuronId
 
     units = _units(plan, run_dir)
-    with contextlib.redirect_stdout(sys.stderr):
-        eval_command(
-            run_dir=run_dir, layers=None, per_layer=50, seed=plan.seed, top_k=20, n_train=10,
-            neurons=",".join(f"{la}:{u}" for la, us in units.items() for u in us),
-            min_firing_examples=2, official=True, false_firing=True,
-            augmenter="causal" if plan.augment else "none", batch_neurons=1, max_minutes=None,
-            device=plan.device, dtype="auto", overwrite=False, quiet=not progress,
-            json_out=False)
+    evaluate(run_dir, neurons=[NeuronId(la, u) for la, us in units.items() for u in us],
+             seed=plan.seed, augmenter="causal" if plan.augment else "none",
+             device=plan.device, progress=progress)
     return f"evaluated {sum(len(v) for v in units.values())} units (table: RUN/eval/table.md)"
 
 
