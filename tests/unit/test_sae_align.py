@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -47,8 +48,9 @@ def test_export_roundtrip_and_cli(tmp_path: Path) -> None:
         assert back.info.reads == sae.info.reads and back.info.architecture == arch
     runner = CliRunner()
     res = runner.invoke(app, ["random-sae", str(tmp_path / "topk"), "--out",
-                              str(tmp_path / "rnd")])
+                              str(tmp_path / "rnd"), "--json"])
     assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["written"] == [str(tmp_path / "rnd")]
     res = runner.invoke(app, ["align", str(tmp_path / "topk"), str(tmp_path / "rnd"), "--out",
                               str(tmp_path / "m.json"), "--top", "3"])
     assert res.exit_code == 0, res.output

@@ -80,16 +80,22 @@ def random_sae_command(
     sae: Annotated[Path, typer.Argument(help="An SAE folder (SAELens or sparsify).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the control SAE.")],
     seed: Annotated[int, typer.Option(help="Seed of the random weights.")] = 0,
+    as_json: JsonOpt = False,
 ) -> None:
     """Write a control SAE: same shape, site and sparsity rule as SAE, random weights."""
     from neuron2graph.sae import load_saes, random_like
     from neuron2graph.sae.export import save_saelens
 
     coders = load_saes(sae)
+    written = []
     for i, coder in enumerate(coders):
         target = out / coder.info.hook_name if len(coders) > 1 else out
         save_saelens(random_like(coder, seed=seed + i), target)
-        typer.echo(f"wrote {target}")
+        written.append(str(target))
+        if not as_json:
+            typer.echo(f"wrote {target}")
+    if as_json:
+        emit_json({"written": written, "seed": seed})
 
 
 @command("align")
