@@ -201,3 +201,16 @@ def test_eval_table_is_rebuilt_from_unit_files(tmp_path: Path) -> None:
     got = conn.execute("SELECT layer, neuron, f1_firing, token_f1_firing, n_nodes FROM eval")
     assert got.fetchall() == [(0, 3, 0.5, 0.25, 7)]
     conn.close()
+
+
+def test_front_page_renders_the_eval_markdown_as_tables() -> None:
+    from neuron2graph.web.overview import markdown_blocks
+
+    text = ("Table 1: top-20 examples.\n\n| Layer | F1 |\n|---|---|\n| 0 | 0.75 |\n| all | 0.40 |"
+            "\n\n[n]: undefined values\nExcluded: 0.")
+    blocks = markdown_blocks(text)
+    assert blocks == [
+        {"kind": "text", "text": "Table 1: top-20 examples."},
+        {"kind": "table", "head": ["Layer", "F1"], "rows": [["0", "0.75"], ["all", "0.40"]]},
+        {"kind": "text", "text": "[n]: undefined values Excluded: 0."},
+    ]

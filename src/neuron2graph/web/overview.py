@@ -63,6 +63,23 @@ def extremes(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     return {"best": scored[:n], "worst": list(reversed(scored[-n:])) if n else []}
 
 
+def markdown_blocks(text: str) -> list[dict[str, Any]]:
+    """Split the evaluation's table.md into paragraphs and pipe tables, so the front page shows
+    real HTML tables (header, rows of cells) instead of pre-formatted Markdown."""
+    blocks: list[dict[str, Any]] = []
+    for chunk in text.strip().split("\n\n"):
+        lines = [ln.strip() for ln in chunk.strip().splitlines() if ln.strip()]
+        table = [ln for ln in lines if ln.startswith("|") and ln.endswith("|")]
+        intro = [ln for ln in lines if ln not in table]
+        if intro:
+            blocks.append({"kind": "text", "text": " ".join(intro)})
+        if len(table) >= 2:
+            cells = [[c.strip() for c in ln.strip("|").split("|")] for ln in table]
+            body = [r for r in cells[1:] if not all(set(c) <= set("-: ") for c in r)]
+            blocks.append({"kind": "table", "head": cells[0], "rows": body})
+    return blocks
+
+
 def overview(view: RunView, rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Everything the front page shows; `rows` are the unit rows (`view.rows()`)."""
     eval_dir = layout.eval_dir(view.path)
@@ -70,7 +87,8 @@ def overview(view: RunView, rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "stages": stage_rows(view.path),
         "layers": layer_rows(view),
-        "eval_table": table.read_text(encoding="utf-8") if table.is_file() else None,
+        "eval_table": (markdown_blocks(table.read_text(encoding="utf-8")) if table.is_file()
+                       else None),
         "has_plot": (eval_dir / "f1_by_layer.png").is_file(),
         **extremes(rows),
     }
