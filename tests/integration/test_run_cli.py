@@ -23,17 +23,20 @@ def test_run_stages_resume_and_status(tmp_path: Path) -> None:
     config = tmp_path / "run.toml"
     config.write_text(f'model = "{model}"\ncorpus = "{corpus}"\nlayers = "1"\nper_layer = 3\n'
                       'window = 16\nmax_tokens = 0\naugment = false\ndevice = "cpu"\n'
-                      'stages = "record,build,eval,decode,explain"\n', encoding="utf-8")
+                      'stages = "record,build,eval,decode,explain,score,report"\n',
+                      encoding="utf-8")
     args = ["run", str(out), "--config", str(config), "--quiet", "--json"]
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     report = json.loads(res.stdout)
     assert [(r["stage"], r["status"]) for r in report] == [
         ("record", "done"), ("build", "done"), ("eval", "done"), ("decode", "done"),
-        ("explain", "skipped")]
+        ("explain", "done"), ("score", "done"), ("report", "done")]
     assert report[1]["detail"] == "built 3, already done 0"
     assert report[3]["detail"] == "decoded 64, already done 0"
-    assert "[explain] skipped" in res.stderr
+    assert report[4]["detail"].startswith("explained graph: ")
+    assert len(list((out / "explain" / "explanations" / "tokens").glob("*.json"))) >= 1
+    assert (out / "explain" / "table.md").is_file() and (out / "report" / "index.html").is_file()
     assert (out / "eval" / "table.md").is_file()
     assert len(list((out / "graphs" / "1").glob("*.json"))) == 3
     again = runner.invoke(app, args)  # idempotent: nothing redone
