@@ -12,7 +12,6 @@ store (`store.run.create_run`), with the tokenizer so that the browser can read 
 from __future__ import annotations
 
 import datetime as _dt
-import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from neuron2graph.errors import N2GError
 from neuron2graph.ids import NeuronId
 from neuron2graph.stages.config import runtime, scope
-from neuron2graph.stages.stage import Stage, StageOutcome, WorkItem, run_stage
+from neuron2graph.stages.stage import Stage, StageOutcome, WorkItem, discard_outputs, run_stage
 from neuron2graph.store import layout
 
 if TYPE_CHECKING:
@@ -149,13 +148,7 @@ class DecodeStage(Stage[DecodeStageConfig]):
         return DecodeWorker(config, run_dir)
 
     def clear(self, run: Run) -> None:
-        shutil.rmtree(layout.decode_dir(run.path), ignore_errors=True)
-        conn = run.db()
-        try:
-            with conn:
-                conn.execute("DROP TABLE IF EXISTS decode")
-        finally:
-            conn.close()
+        discard_outputs(run, layout.decode_dir(run.path), "DROP TABLE IF EXISTS decode")
 
     def finish(self, config: DecodeStageConfig, run: Run, outcome: StageOutcome) -> None:
         """Derive the `decode` rows of the layers decoded now from their files."""

@@ -10,7 +10,6 @@ files (`finish`). Resume and the refusal of other settings come from RUN/stages/
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +25,7 @@ from neuron2graph.evaluate.protocol import (
 )
 from neuron2graph.ids import NeuronId
 from neuron2graph.stages.config import runtime, scope
-from neuron2graph.stages.stage import Stage, StageOutcome, WorkItem
+from neuron2graph.stages.stage import Stage, StageOutcome, WorkItem, discard_outputs
 from neuron2graph.store import layout
 
 if TYPE_CHECKING:
@@ -116,13 +115,7 @@ class EvalStage(Stage[EvalStageConfig]):
         return layout.eval_unit_file(run_dir, nid)
 
     def clear(self, run: Run) -> None:
-        shutil.rmtree(layout.eval_dir(run.path), ignore_errors=True)
-        conn = run.db()
-        try:
-            with conn:
-                conn.execute("DROP TABLE IF EXISTS eval")
-        finally:
-            conn.close()
+        discard_outputs(run, layout.eval_dir(run.path), "DROP TABLE IF EXISTS eval")
 
     def finish(self, config: EvalStageConfig, run: Run, outcome: StageOutcome) -> None:
         """Derive the `eval` rows of the units scored now from their files."""

@@ -12,7 +12,6 @@ Torch is imported only inside the worker.
 from __future__ import annotations
 
 import random
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,7 +20,7 @@ from neuron2graph.dtypes import short_name
 from neuron2graph.errors import N2GError
 from neuron2graph.ids import NeuronId
 from neuron2graph.stages.config import result_fields, runtime, scope
-from neuron2graph.stages.stage import Stage, StageOutcome, WorkItem, run_stage
+from neuron2graph.stages.stage import Stage, StageOutcome, WorkItem, discard_outputs, run_stage
 from neuron2graph.store import layout
 
 if TYPE_CHECKING:
@@ -158,13 +157,7 @@ class BuildStage(Stage[BuildStageConfig]):
         return layout.graph_file(run_dir, nid)
 
     def clear(self, run: Run) -> None:
-        shutil.rmtree(layout.graphs_dir(run.path), ignore_errors=True)
-        conn = run.db()
-        try:
-            with conn:
-                conn.execute("DELETE FROM graphs")
-        finally:
-            conn.close()
+        discard_outputs(run, layout.graphs_dir(run.path), "DELETE FROM graphs")
 
     def finish(self, config: BuildStageConfig, run: Run, outcome: StageOutcome) -> None:
         """Derive the `graphs` rows of the units built now from their files."""

@@ -117,6 +117,20 @@ class Stage(ABC, Generic[C]):
         """Driver-side work after the items: index the files, write reports."""
 
 
+def discard_outputs(run: Run, folder: Path, statement: str) -> None:
+    """What a stage's `clear` does: delete its output folder, then its derived rows with
+    `statement` (e.g. `DROP TABLE IF EXISTS eval`), so an `overwrite` redo starts from nothing."""
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)
+    conn = run.db()
+    try:
+        with conn:
+            conn.execute(statement)
+    finally:
+        conn.close()
+
+
 @dataclass(frozen=True)
 class WorkerSpec:
     """Everything a worker process needs to construct its `Worker` (picklable)."""
