@@ -1,5 +1,7 @@
 """`n2g decode`, `n2g find-neurons`, `n2g clamp`, `n2g compare-models`: weight-based decoding.
 
+`--units` picks what is decoded (neurons, or `sae:PATH` latents) through the unit source.
+
 Torch is imported inside the command bodies only (`n2g --help` stays instant).
 """
 
@@ -23,6 +25,10 @@ NeuronChunkOpt = Annotated[
 VocabChunkOpt = Annotated[
     int, typer.Option("--vocab-chunk-size", min=1, help="Vocabulary rows per block.")
 ]
+UnitsOpt = Annotated[
+    str, typer.Option("--units", help="neurons, or sae:PATH for the latents of a SAELens or "
+                      "sparsify folder (docs/sae.md).")
+]
 
 
 def _load(model: str, device: str, dtype: str) -> Any:
@@ -31,15 +37,26 @@ def _load(model: str, device: str, dtype: str) -> Any:
     return load_model(model, device=device, dtype=None if dtype == "auto" else dtype)
 
 
-def _layers(text: str | None, n_layers: int) -> list[int]:
+def _layers(text: str | None, n_layers: int, source: Any = None) -> list[int]:
+    """`--layers` (default: every layer that has units), each checked against the source."""
     from neuron2graph.ids import parse_layers
 
-    layers = list(range(n_layers)) if text is None else parse_layers(text)
+    if text is None:
+        return list(range(n_layers)) if source is None else source.layers()
+    layers = parse_layers(text)
     if layers and layers[-1] >= n_layers:
         raise N2GError(
             f"layer {layers[-1]} is out of range: the model has layers 0..{n_layers - 1}"
         )
+    for layer in layers if source is not None else ():
+        source.check(layer)
     return layers
+
+
+def _source(lm: Any, units: str) -> Any:
+    from neuron2graph.units import make_source
+
+    return make_source(units, lm)
 
 
 def _console() -> Any:
@@ -73,14 +90,17 @@ def decode_cmd(
     overwrite: Annotated[
         bool, typer.Option(help="With --out: decode layers again even if already done.")
     ] = False,
+    units: UnitsOpt = "neurons",
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
     json_out: JsonOpt = False,
 ) -> None:
-    """Decode neurons through the LM head: tokens they promote, suppress and read.
+    """Decode units through the LM head: tokens they promote, suppress and read.
 
-    With --out, whole layers are decoded into a run folder (resumable per layer; another --top,
-    --kinds, model or dtype is refused unless --overwrite, which discards earlier layers).
+    Neurons by default; `--units sae:PATH` decodes SAE latents (write side: the decoder rows
+    W_dec; read side: the encoder rows). With --out, whole layers are decoded into a run folder
+    (resumable per layer; another --top, --kinds, model or dtype is refused unless --overwrite,
+    which discards earlier layers); a run recorded with other units decodes its own units.
     """
     from neuron2graph.decode import KINDS
     from neuron2graph.ids import NeuronId
@@ -90,12 +110,10 @@ def decode_cmd(
         raise N2GError(f"bad --kinds {kinds!r}: use a comma list of {', '.join(KINDS)}")
     if out is not None:
         _decode_out(out, model, layers, neurons, top, kind_list, chunk_size, vocab_chunk_size,
-                    overwrite, device, dtype, json_out)
+                    overwrite, device, dtype, json_out, units)
         return
-    from neuron2graph.units import make_source
-
     lm = _load(model, device, dtype)
-    source = make_source("neurons", lm)
+    source = _source(lm, units)
     wanted: dict[int, list[int]] | None = None
     if neurons is not None:
         wanted = {}
@@ -104,7 +122,7 @@ def decode_cmd(
             wanted.setdefault(nid.layer, []).append(nid.neuron)
         layer_list = sorted(wanted)
     else:
-        layer_list = _layers(layers, lm.n_layers)
+        layer_list = _layers(layers, lm.n_layers, source)
     start = time.perf_counter()
     results: list[dict[str, Any]] = []
     from tqdm import tqdm
@@ -115,10 +133,11 @@ def decode_cmd(
     norm = FinalNorm(lm)
     layer_iter = (
         decode_model(lm, layer_list, top=top, neuron_chunk=chunk_size,
-                     vocab_chunk=vocab_chunk_size, kinds=kind_list)
+                     vocab_chunk=vocab_chunk_size, kinds=kind_list, source=source)
         if wanted is None
         else (decode_layer(lm, la, top=top, neurons=wanted[la], norm=norm, kinds=kind_list,
-                           neuron_chunk=chunk_size, vocab_chunk=vocab_chunk_size)
+                           neuron_chunk=chunk_size, vocab_chunk=vocab_chunk_size,
+                           source=source)
               for la in tqdm(layer_list, desc="decode", unit="layer", leave=False))
     )
     for dec in layer_iter:
@@ -128,32 +147,48 @@ def decode_cmd(
     seconds = time.perf_counter() - start
     n_done = (sum(len(v) for v in wanted.values()) if wanted
               else sum(source.n_units(la) for la in layer_list))
-    summary = {"model": lm.spec, "layers": layer_list, "skipped_layers": [], "neurons": n_done,
+    summary = {"model": lm.spec, "units": source.spec, "layers": layer_list,
+               "skipped_layers": [], "neurons": n_done,
                "top": top, "seconds": round(seconds, 3), "final_norm": norm.describe()}
     if json_out:
         emit_json({**summary, "results": results})
         return
     from rich.table import Table
 
-    table = Table(title=f"{lm.spec}: decoded tokens (logit per unit activation)")
+    table = Table(title=f"{source.describe()}: decoded tokens (logit per unit activation)")
     shown = [k for k in ("promote", "suppress", "read") if k in kind_list] or kind_list[:1]
-    table.add_column("neuron")
+    table.add_column(source.noun)
     headers = {"promote": "promotes", "suppress": "suppresses", "read": "reads"}
     for k in shown:
         table.add_column(headers.get(k, k))
     for r in results[:show]:
-        table.add_row(f"{r['layer']}:{r['neuron']}", *(_fmt(r.get(k, [])) for k in shown))
+        table.add_row(str(source.unit_id(r["layer"], r["neuron"]).qualified),
+                      *(_fmt(r.get(k, [])) for k in shown))
     _console().print(table)
     if len(results) > show:
-        typer.echo(f"... {len(results) - show} more neurons: use --neurons, --json or --out")
+        typer.echo(f"... {len(results) - show} more {source.noun}s: use --neurons, --json or "
+                   "--out")
 
 
 def _decode_out(out: Path, model: str, layers: str | None, neurons: str | None, top: int,
                 kinds: list[str], chunk_size: int, vocab_chunk_size: int, overwrite: bool,
-                device: str, dtype: str, json_out: bool) -> None:
-    """`n2g decode --out RUN`: the decode stage (whole layers; --neurons picks their layers)."""
+                device: str, dtype: str, json_out: bool, units: str = "neurons") -> None:
+    """`n2g decode --out RUN`: the decode stage (whole layers; --neurons picks their layers).
+    The run's own units are decoded; `--units` other than neurons must name them."""
     from neuron2graph.decode.stage import DecodeStageConfig, run
     from neuron2graph.ids import NeuronId, parse_layers
+    from neuron2graph.store import layout
+
+    if units != "neurons":
+        from neuron2graph.store import Run
+
+        if not layout.manifest_file(out).is_file():
+            raise N2GError(f"--units {units} with --out {out}: record the latents into a run "
+                           f"first (n2g record --units {units} --out RUN), then decode --out RUN")
+        have = Run.open(out, allow_incomplete=True).manifest.get("unit_source") or "neurons"
+        if str(have) != units:
+            raise N2GError(f"{out} holds the units {have}, not {units}: drop --units (a run "
+                           "decodes its own units) or pick another --out")
 
     layer_list: tuple[int, ...] | None = None
     if neurons is not None:
@@ -189,27 +224,35 @@ def find_neurons_cmd(
     by: Annotated[
         str, typer.Option(help="zscore (token vs the neuron's other logits) or logit (raw).")
     ] = "zscore",
+    units: UnitsOpt = "neurons",
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
     json_out: JsonOpt = False,
 ) -> None:
-    """The neurons whose output weights most promote a token (the paper's "dog neuron" search)."""
+    """The units whose output weights most promote a token (the paper's "dog neuron" search).
+
+    Neurons by default; `--units sae:PATH` ranks SAE latents by their decoder rows."""
     from neuron2graph.decode import find_neurons, single_token_id
 
     lm = _load(model, device, dtype)
+    source = _source(lm, units)
     token_id = single_token_id(lm.tokenizer, token)
-    hits = find_neurons(lm, token_id, top=top, layers=_layers(layers, lm.n_layers), by=by)
+    hits = find_neurons(lm, token_id, top=top, layers=_layers(layers, lm.n_layers, source),
+                        by=by, source=source)
+    for h in hits:
+        h["id"] = source.unit_id(h["layer"], h["neuron"]).qualified
     if json_out:
-        emit_json({"model": lm.spec, "token": token, "token_id": token_id, "by": by,
-                   "neurons": hits})
+        emit_json({"model": lm.spec, "units": source.spec, "token": token,
+                   "token_id": token_id, "by": by, "neurons": hits})
         return
     from rich.table import Table
 
-    table = Table(title=f"{lm.spec}: neurons promoting {token!r} (id {token_id}), by {by}")
-    for col in ("neuron", "logit", "z", "rank of token", "its top tokens"):
+    table = Table(title=f"{source.describe()}: {source.noun}s promoting {token!r} "
+                  f"(id {token_id}), by {by}")
+    for col in (source.noun, "logit", "z", "rank of token", "its top tokens"):
         table.add_column(col)
     for h in hits:
-        table.add_row(f"{h['layer']}:{h['neuron']}", f"{h['logit']:.3f}", f"{h['zscore']:.1f}",
+        table.add_row(h["id"], f"{h['logit']:.3f}", f"{h['zscore']:.1f}",
                       str(h["rank"]),
                       "  ".join(repr(t) for t in h["top_tokens"]))
     _console().print(table)
@@ -226,31 +269,39 @@ def clamp_cmd(
         typer.Option(help="Concept token (repeatable; default: the neuron's top 5 promoted)."),
     ] = None,
     max_new_tokens: Annotated[int, typer.Option(min=0)] = 20,
+    units: UnitsOpt = "neurons",
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
     json_out: JsonOpt = False,
 ) -> None:
-    """Clamp a neuron and show how the next-token probabilities and the generation change."""
+    """Clamp a unit and show how the next-token probabilities and the generation change.
+
+    A neuron is set to VALUE at every position; an SAE latent (`--units sae:PATH`) is steered:
+    VALUE * W_dec[latent] is added at the coder's write site at every position."""
     from neuron2graph.decode import clamp_report, neuron_logits, single_token_id
     from neuron2graph.ids import NeuronId
-    from neuron2graph.units import make_source
 
-    nid = NeuronId.parse(neuron)
     lm = _load(model, device, dtype)
-    make_source("neurons", lm).check(nid)
+    source = _source(lm, units)
+    nid = NeuronId.parse(neuron, source.site)
+    source.check(nid)
     if concept:
         ids = [single_token_id(lm.tokenizer, c) for c in concept]
     else:
-        ids = neuron_logits(lm, nid.layer, nid.neuron).topk(5).indices.tolist()
+        ids = neuron_logits(lm, nid.layer, nid.neuron, source).topk(5).indices.tolist()
     rep = clamp_report(lm, nid.layer, nid.neuron, value, prompt, ids,
-                       max_new_tokens=max_new_tokens)
+                       max_new_tokens=max_new_tokens, source=source)
+    nid = source.unit_id(nid.layer, nid.neuron)
     if json_out:
-        emit_json({"model": lm.spec, **rep.to_dict()})
+        emit_json({"model": lm.spec, "units": source.spec, "unit": nid.qualified,
+                   **rep.to_dict()})
         return
     from rich.table import Table
 
     con = _console()
-    table = Table(title=f"{lm.spec}: {nid} clamped to {value:g}, next-token probability")
+    verb = "clamped to" if units == "neurons" else "steered by"
+    table = Table(title=f"{source.describe()}: {nid.qualified} {verb} {value:g}, next-token "
+                  "probability")
     for col in ("concept", "p (base)", "p (clamped)", "x"):
         table.add_column(col)
     for c in rep.concepts:
@@ -260,7 +311,7 @@ def clamp_cmd(
     con.print(table)
     gen = Table(title=f"greedy continuation of {prompt!r}", show_lines=True)
     gen.add_column("base")
-    gen.add_column(f"{nid} = {value:g}")
+    gen.add_column(f"{nid.qualified} {'=' if units == 'neurons' else '+='} {value:g}")
     gen.add_row(rep.text_base, rep.text_clamped)
     con.print(gen)
 

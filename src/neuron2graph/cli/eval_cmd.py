@@ -101,3 +101,37 @@ def eval_command(
         if path.exists():
             typer.echo(f"{name}: {path}")
 
+
+
+@command("compare")
+def compare_command(
+    runs: Annotated[list[Path], typer.Argument(help="Two or more evaluated runs, e.g. the "
+                                                    "neurons, the SAE latents and a random SAE's "
+                                                    "latents of one layer.")],
+    layer: Annotated[int | None, typer.Option(help="Only the units of this layer.")] = None,
+    label: Annotated[list[str] | None, typer.Option(
+        "--label", help="Row name per run, in order (default: the run folder's name).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Also write the table here (Markdown).")] = None,
+    ids: Annotated[bool, typer.Option("--ids/--no-ids",
+                                      help="List the evaluated unit ids.")] = True,
+    json_out: JsonOpt = False,
+) -> None:
+    """One table of `n2g eval` results over runs of different unit kinds (docs/sae.md).
+
+    Per run: N2G's firing F1, false firing and Pearson, the token lookup's F1, and the share of
+    units a token lookup explains as well as N2G. Runs evaluated under another protocol are
+    refused. Reads the runs' eval/results.json only (no model).
+    """
+    from neuron2graph.evaluate.compare import compare_runs, compare_table
+    from neuron2graph.files import write_text_atomic
+
+    doc = compare_runs(runs, labels=label, layer=layer)
+    table = compare_table(doc, show_ids=ids)
+    if out is not None:
+        write_text_atomic(out, table)
+    if json_out:
+        emit_json(doc)
+        return
+    typer.echo(table, nl=False)
+    if out is not None:
+        typer.echo(f"table: {out}")

@@ -100,30 +100,50 @@ def random_sae_command(
 
 @command("align")
 def align_command(
-    sae_a: Annotated[Path, typer.Argument(help="First SAE folder (or run trained with one).")],
-    sae_b: Annotated[Path, typer.Argument(help="Second SAE folder.")],
+    sae_a: Annotated[Path, typer.Argument(help="First SAE folder, or a run recorded with "
+                                                "--units sae:PATH.")],
+    sae_b: Annotated[Path, typer.Argument(help="Second SAE folder, or run.")],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="JSON file for the matching "
                                              "(default: print only).")] = None,
+    layer_a: Annotated[int | None, typer.Option(help="With runs: the first run's layer "
+                                                     "(default: its only one).")] = None,
+    layer_b: Annotated[int | None, typer.Option(help="With runs: the second run's layer.")
+                       ] = None,
     top: Annotated[int, typer.Option(help="Rows to print.")] = 10,
     as_json: JsonOpt = False,
 ) -> None:
-    """Match latents of two SAEs one-to-one by decoder-direction cosine (Hungarian algorithm)."""
+    """Match latents of two SAEs one-to-one by decoder-direction cosine (Hungarian algorithm).
+
+    Given two runs (or one run twice with two layers), the matching is also stored in both
+    runs (RUN/align/<other>-L<layer>.json), and the browser's unit pages link each latent to
+    its match."""
     from neuron2graph.sae import load_saes
-    from neuron2graph.sae.align import align
+    from neuron2graph.sae.align import align, align_runs
     from neuron2graph.store.atomic import write_json_atomic
 
-    a, b = _single(load_saes(sae_a), sae_a), _single(load_saes(sae_b), sae_b)
-    result = align(a, b)
+    runs = [(p / "run.json").is_file() for p in (sae_a, sae_b)]
+    written: list[Path] = []
+    if all(runs):
+        result, written = align_runs(sae_a, sae_b, layer_a=layer_a, layer_b=layer_b)
+    elif any(runs):
+        raise N2GError("pass two runs or two SAE folders, not one of each")
+    else:
+        if layer_a is not None or layer_b is not None:
+            raise N2GError("--layer-a/--layer-b pick layers of runs: with SAE folders, pass "
+                           "the hookpoint folders you want")
+        result = align(_single(load_saes(sae_a), sae_a), _single(load_saes(sae_b), sae_b))
     if out is not None:
         write_json_atomic(out, result)
     if as_json:
-        emit_json(result)
+        emit_json({**result, "written": [str(w) for w in written]})
         return
     s = result["summary"]
     typer.echo(f"matched {s['pairs']} pairs: mean cosine {s['mean_cosine']:.3f}, median "
                f"{s['median_cosine']:.3f}, {s['share_above_0.7']:.1%} above 0.7")
     for row in result["pairs"][:top]:
         typer.echo(f"  {row['a']:>6} -> {row['b']:<6} cos {row['cosine']:.3f}")
+    for path in written:
+        typer.echo(f"stored {path}")
 
 
 def _single(saes: list[Any], path: Path) -> Any:

@@ -93,9 +93,13 @@ def decode_layer(
             result.kinds["promote"] = best
         if worst is not None:
             result.kinds["suppress"] = worst
-    gated = source.input_directions(layer)[1] is not None
+    readable = any(k in kinds for k in ("read", "read_gate"))
+    try:
+        gated = readable and source.input_directions(layer)[1] is not None
+    except N2GError:  # e.g. a coder reading MLP neurons: no residual read side
+        readable = gated = False
     for side in ("read", "read_gate"):
-        if side in kinds and (side == "read" or gated):
+        if side in kinds and readable and (side == "read" or gated):
             dirs = _subset(neuron_directions(lm, layer, side, norm, source), pick)
             result.kinds[side] = chunked_topk(
                 dirs, unembed, top, neuron_chunk=neuron_chunk, vocab_chunk=vocab_chunk

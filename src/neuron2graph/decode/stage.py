@@ -79,6 +79,8 @@ def create_decode_run(run_dir: Path, lm: Any) -> Run:
 
 def check_same_model(run: Run, lm: Any) -> None:
     shape = (run.manifest.get("n_layers"), run.manifest.get("n_neurons"))
+    if run.units != "neurons":  # a latent run: units per layer are the coder's, not d_mlp
+        shape = (shape[0], lm.n_neurons)
     if shape != (lm.n_layers, lm.n_neurons):
         raise N2GError(
             f"{run.path} holds a run of another model ({shape[0]} layers x {shape[1]} neurons, "
@@ -98,10 +100,14 @@ class DecodeWorker:
 
         self.config = config
         self.lm = _load(config)
+        from neuron2graph.units import source_for_run
+
         self.run = Run.open(run_dir, allow_incomplete=True)
         check_same_model(self.run, self.lm)
+        self.source = source_for_run(self.run, self.lm)  # neurons, or the run's SAE latents
         self.norm = FinalNorm(self.lm)
-        self.kinds = [k for k in config.kinds if k != "read_gate" or is_gated(self.lm)]
+        gated = self.run.units == "neurons" and is_gated(self.lm)
+        self.kinds = [k for k in config.kinds if k != "read_gate" or gated]
 
     def process(self, item: WorkItem) -> list[dict[str, Any]]:
         from neuron2graph.decode.core import decode_layer
@@ -109,7 +115,8 @@ class DecodeWorker:
 
         c = self.config
         dec = decode_layer(self.lm, item.layer, top=c.top, norm=self.norm, kinds=self.kinds,
-                           neuron_chunk=c.chunk_size, vocab_chunk=c.vocab_chunk_size)
+                           neuron_chunk=c.chunk_size, vocab_chunk=c.vocab_chunk_size,
+                           source=self.source)
         save_layer_file(self.run.path, dec, self.lm)
         rows: list[dict[str, Any]] = [{} for _ in item.units]
         rows[0] = {"final_norm": self.norm.describe()}
@@ -132,10 +139,16 @@ class DecodeStage(Stage[DecodeStageConfig]):
             raise N2GError(f"bad --kinds {','.join(config.kinds)!r}: use a comma list of "
                            f"{', '.join(ALL_KINDS)}")
         n_layers, n_units = int(run.manifest["n_layers"]), int(run.manifest["n_neurons"])
-        layers = list(range(n_layers)) if config.layers is None else list(config.layers)
+        latent = run.units != "neurons"  # only the layers the coder(s) were recorded at
+        have = run.layers if latent else list(range(n_layers))
+        layers = have if config.layers is None else list(config.layers)
         if layers and max(layers) >= n_layers:
             raise N2GError(f"layer {max(layers)} is out of range: the model has layers "
                            f"0..{n_layers - 1}")
+        missing = [la for la in layers if la not in have]
+        if missing:
+            raise N2GError(f"layer {missing[0]} has no units in {run.path} ({run.units} at "
+                           f"layers {have}): pick one of those")
         return [NeuronId(la, u) for la in layers for u in range(n_units)]
 
     def group(self, config: DecodeStageConfig, units: list[NeuronId]) -> list[WorkItem]:

@@ -9,12 +9,15 @@ across two SAEs of one layer.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from neuron2graph.errors import N2GError
 from neuron2graph.sae.model import Sae
+
+ALIGN_FORMAT = "neuron2graph/align"
 
 
 def decoder_cosines(a: Sae, b: Sae) -> torch.Tensor:
@@ -40,6 +43,7 @@ def align(a: Sae, b: Sae) -> dict[str, Any]:
     pairs = [{"a": int(rows[i]), "b": int(cols[i]), "cosine": round(float(sims[i]), 6)}
              for i in order.tolist()]
     best_any = cos.max(dim=1).values  # without the one-to-one constraint, for reference
+    best_any_b = cos.max(dim=0).values
     return {
         "a": a.info.path, "b": b.info.path,
         "a_hook": f"{a.info.writes}", "b_hook": f"{b.info.writes}",
@@ -49,6 +53,73 @@ def align(a: Sae, b: Sae) -> dict[str, Any]:
             "median_cosine": float(sims.median()),
             "share_above_0.7": float((sims > 0.7).float().mean()),
             "mean_best_cosine_any": float(best_any.mean()),
+            "mean_best_cosine_any_b": float(best_any_b.mean()),
         },
         "pairs": pairs,
     }
+
+
+def run_coder(run: Any, layer: int | None) -> tuple[Sae, str]:
+    """The coder a latent run was recorded with, at `layer` (default: its only layer), and the
+    folder it came from. The manifest's `sae:PATH` is tried as written, then beside the run."""
+    from neuron2graph.sae.loading import load_saes
+
+    spec = str(run.manifest.get("unit_source") or run.units)
+    if not spec.startswith("sae:"):
+        raise N2GError(f"{run.path} holds {spec}, not SAE latents: align runs recorded with "
+                       "--units sae:PATH")
+    raw = Path(spec.removeprefix("sae:")).expanduser()
+    for folder in (raw, run.path.parent / raw, run.path / raw):
+        if folder.exists():
+            break
+    else:
+        raise N2GError(f"the SAE {raw} that {run.path} was recorded with is gone: restore it "
+                       "or align the SAE folders directly")
+    coders = {c.info.layer: c for c in load_saes(folder)}
+    if layer is None:
+        if len(coders) != 1:
+            raise N2GError(f"{run.path} has coders at layers {sorted(coders)}: pick one with "
+                           "--layer-a/--layer-b")
+        layer = next(iter(coders))
+    if layer not in coders:
+        raise N2GError(f"{run.path} has no coder at layer {layer} (layers {sorted(coders)})")
+    return coders[layer], str(folder.resolve())
+
+
+def _side(run: Any, sae: Sae, coder: str) -> dict[str, Any]:
+    return {"run": str(Path(run.path).resolve()), "name": Path(run.path).name,
+            "layer": sae.info.layer, "site": run.unit_site, "coder": coder}
+
+
+def align_runs(path_a: str | Path, path_b: str | Path, *, layer_a: int | None = None,
+               layer_b: int | None = None) -> tuple[dict[str, Any], list[Path]]:
+    """Match the latents of two latent runs (or two layers of one) and store the matching in
+    both runs, `RUN/align/<other>-L<layer>.json`, where the browser finds it (each file lists,
+    for every unit of its run, its match in the other and their decoder cosine)."""
+    from neuron2graph.files import write_json_atomic
+    from neuron2graph.store import Run, layout
+
+    run_a, run_b = Run.open(Path(path_a)), Run.open(Path(path_b))
+    sae_a, coder_a = run_coder(run_a, layer_a)
+    sae_b, coder_b = run_coder(run_b, layer_b)
+    result = align(sae_a, sae_b)
+    side_a, side_b = _side(run_a, sae_a, coder_a), _side(run_b, sae_b, coder_b)
+    s = result["summary"]
+    swapped = {**s, "mean_best_cosine_any": s["mean_best_cosine_any_b"],
+               "mean_best_cosine_any_b": s["mean_best_cosine_any"]}
+    docs = [
+        (run_a, side_a, side_b, s, [(p["a"], p["b"], p["cosine"]) for p in result["pairs"]]),
+        (run_b, side_b, side_a, swapped,
+         [(p["b"], p["a"], p["cosine"]) for p in result["pairs"]]),
+    ]
+    written: list[Path] = []
+    for run, me, other, summary, pairs in docs:
+        path = layout.align_dir(run.path) / f"{other['name']}-L{other['layer']}.json"
+        if run is run_b and path == written[0]:
+            continue  # one run aligned with itself at the same layer: one file
+        write_json_atomic(path, {
+            "format": ALIGN_FORMAT, "version": 1, "self": me, "other": other,
+            "summary": summary,
+            "pairs": [{"unit": u, "match": m, "cosine": c} for u, m, c in pairs]})
+        written.append(path)
+    return result, written

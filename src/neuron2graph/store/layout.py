@@ -18,6 +18,7 @@ GRAPHS_DIR = "graphs"
 EVAL_DIR = "eval"
 DECODE_DIR = "decode"
 STAGES_DIR = "stages"
+ALIGN_DIR = "align"
 """One manifest per stage: stages/<name>.json (config hash, status, per-unit completion)."""
 INDEX = "index.sqlite"
 """The derived SQLite index: delete it and `n2g reindex` rebuilds it from the files."""
@@ -106,3 +107,8 @@ __all__ = [
     "stage_manifest_file",
     "stages_dir",
 ]
+
+
+def align_dir(run_dir: Path) -> Path:
+    """`n2g align RUN_A RUN_B` writes one matching per partner here (`align/<name>.json`)."""
+    return run_dir / ALIGN_DIR

@@ -12,6 +12,7 @@ encoder column.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from jaxtyping import Float, Int
@@ -19,6 +20,7 @@ from torch import Tensor
 
 from neuron2graph.decode.weights import write_columns
 from neuron2graph.errors import N2GError
+from neuron2graph.ids import UnitId
 from neuron2graph.models.hooks import capture
 from neuron2graph.models.loading import LoadedModel
 from neuron2graph.sae.loading import check_against_model, load_saes
@@ -78,6 +80,18 @@ class SaeLatents(ActivationSource):
                       attention_mask=attention_mask, transform=transforms)  # type: ignore[arg-type]
         return {layer: got[(layer, self.saes[layer].info.reads.site)].float()  # type: ignore[index]
                 for layer in set(layers)}
+
+    def clamped(self, unit: UnitId, value: float) -> AbstractContextManager[None]:
+        """Steer: `value * W_dec[i]` is added at the coder's write site at every position.
+
+        A latent has no coordinate of its own in the model to overwrite (the model never runs
+        the coder), so "clamping" it means adding its decoder direction, scaled, where the
+        coder would write: the reconstruction as if the latent fired `value` more."""
+        from neuron2graph.sae.sites import added_at
+
+        self.check(unit)
+        sae = self.saes[unit.layer]
+        return added_at(self.lm, sae.info.writes, value * sae.W_dec[unit.index].detach())
 
     def output_directions(self, layer: int) -> Float[Tensor, "units d_model"]:
         self.check(layer)

@@ -30,6 +30,23 @@ def finite(obj: Any) -> Any:
     return obj
 
 
+def _partner_example(run_path: Any, nid: NeuronId) -> dict[str, Any] | None:
+    """The partner's strongest top example, read from its run (None when that run is gone)."""
+    from neuron2graph.store.run import Run
+
+    try:
+        other = Run.open(Path(str(run_path)))
+        top = other.top_examples(nid, 1)
+    except (N2GError, OSError, KeyError, ValueError):
+        return None
+    if not top:
+        return None
+    ex = top[0]
+    peak = max(range(len(ex.acts)), key=lambda i: ex.acts[i])
+    return {"context": "".join(ex.tokens[max(0, peak - 8):peak]), "token": ex.tokens[peak],
+            "max_act": ex.max_act}
+
+
 class RunView:
     """A thread-safe facade over one run directory (a fresh SQLite connection per call)."""
 
@@ -148,9 +165,49 @@ class RunView:
                 "max_act": ex.max_act,
             })
         return finite({"id": str(nid), "stats": stats, "has_graph": graph is not None,
+                "unit": self.unit(nid),
                 "examples": examples, "eval": self._row("eval", nid),
                 "decode": self._decode(nid), "similar": self.similar(nid),
-                "explain": self._explain(nid)})
+                "explain": self._explain(nid), "matches": self.matches(nid)})
+
+    def unit(self, nid: NeuronId) -> dict[str, str]:
+        """What the unit is: its noun and its id with the run's site prefix (`sae/0:12`)."""
+        noun = "neuron" if self.run.units == "neurons" else "latent"
+        return {"noun": noun, "qualified": f"{self.run.unit_site}/{nid}",
+                "source": str(self.run.manifest.get("unit_source") or self.run.units)}
+
+    def matches(self, nid: NeuronId) -> list[dict[str, Any]]:
+        """The unit's match in every alignment stored in RUN/align (`n2g align RUN_A RUN_B`):
+        the partner's id, the decoder cosine, the rank of the pair in that matching, a link
+        when the partner is in this run, and the partner's top example when its run is here."""
+        import json
+
+        folder = layout.align_dir(self.path)
+        out: list[dict[str, Any]] = []
+        for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+            try:
+                doc = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+                continue  # a broken matching hides itself; the page stays up
+            me, other = doc.get("self") or {}, doc.get("other") or {}
+            if not isinstance(doc, dict) or me.get("layer") != nid.layer:
+                continue
+            pairs = doc.get("pairs") or []
+            rank = next((i for i, p in enumerate(pairs) if p.get("unit") == nid.neuron), None)
+            if rank is None:
+                continue
+            pair = pairs[rank]
+            partner = NeuronId(int(other["layer"]), int(pair["match"]))
+            same = Path(str(other.get("run", ""))) == self.path.resolve()
+            out.append({
+                "file": path.name, "run": other.get("name"), "run_path": other.get("run"),
+                "id": str(partner), "qualified": f"{other.get('site', 'sae')}/{partner}",
+                "cosine": pair.get("cosine"), "rank": rank + 1, "pairs": len(pairs),
+                "mean_cosine": (doc.get("summary") or {}).get("mean_cosine"),
+                "link": same,
+                "example": None if same else _partner_example(other.get("run"), partner),
+            })
+        return out
 
     def _row(self, table: str, nid: NeuronId) -> dict[str, Any] | None:
         if not self.has_table(table):
