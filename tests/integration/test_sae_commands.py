@@ -195,7 +195,8 @@ def test_compare_neurons_latents_and_random_latents(env: dict[str, Path], tmp_pa
         assert r["token_as_good"]["n"] == len(both)
         assert r["token_as_good"]["count"] == sum(t >= g for g, t in both)
     text = _ok(["compare", *map(str, runs), "--out", str(tmp_path / "t.md")])
-    assert "| run-random | sae (sae) | 2 |" in text and "token >= N2G" in text
+    assert f"| run-random | sae (sae:{env['random']}) | 2 |" in text and "token >= N2G" in text
+    assert "| run-neurons | mlp (neurons) | 2 |" in text
     assert (tmp_path / "t.md").read_text() == text.split("table: ")[0]
     other = tmp_path / "other-split"  # the same run as if evaluated with another split
     shutil.copytree(env["run-random"], other)

@@ -132,7 +132,7 @@ def compare_table(doc: dict[str, Any], *, show_ids: bool = True) -> str:
         good = ("n/a" if share["share"] is None
                 else f"{100 * share['share']:.0f}% ({share['count']}/{share['n']})")
         lines.append(
-            f"| {r['label']} | {r['site']} ({r['units']}) | {r['n_units']} | {_cell(r['f1'])} | "
+            f"| {r['label']} | {r['site']} ({r['source']}) | {r['n_units']} | {_cell(r['f1'])} | "
             f"{_cell(r['false_firing'], percent=True)} | {_cell(r['pearson'])} | "
             f"{_cell(r['token_f1'])} | {good} |")
     lines += [
