@@ -27,6 +27,7 @@ from neuron2graph.n2g.augment import (
     important_positions,
 )
 from neuron2graph.n2g.build import BuildConfig, Prompt, build_graph
+from neuron2graph.n2g.calibrate import CalibrateConfig, calibrate
 from neuron2graph.n2g.graph import NeuronGraph
 from neuron2graph.n2g.prune import PruneConfig, PruneSearch, official_prune_tokens
 from neuron2graph.n2g.runner import LayerRunner
@@ -43,6 +44,16 @@ from neuron2graph.units.source import ActivationSource
 
 
 @dataclass(frozen=True)
+class ImproveConfig:
+    """The improved method (`--method improved`, docs/n2g.md): the paper's graph, built on more
+    examples, then calibrated over every train window (`n2g/calibrate.py`)."""
+
+    max_examples: int = 20
+    """Examples the graph is built from (the paper's protocol: 10)."""
+    calibrate: CalibrateConfig = field(default_factory=CalibrateConfig)
+
+
+@dataclass(frozen=True)
 class N2GConfig:
     prune: PruneConfig = field(default_factory=PruneConfig)
     saliency: SaliencyConfig = field(default_factory=SaliencyConfig)
@@ -53,6 +64,8 @@ class N2GConfig:
     keep_bos: bool = True
     """Keep a leading BOS in pruned prompts (the model saw it when the example was recorded)."""
     max_batch_tokens: int = 8192
+    improve: ImproveConfig | None = None
+    """None: the paper's method; else the improved one (calibrated, predicts with back-off)."""
 
 
 @dataclass
@@ -63,6 +76,9 @@ class NeuronRequest:
     a_max: float
     acts: list[list[float]] | None = None
     """Recorded activations of the examples (measured again when None)."""
+    calibration: list[tuple[list[int], list[float]]] | None = None
+    """Improved method: (token ids, raw activations) of the windows to calibrate on (None: the
+    examples themselves). Must not hold any window the graph is later tested on."""
 
 
 @dataclass
@@ -103,6 +119,7 @@ class _Work:
     ids: list[list[int]] = field(default_factory=list)
     keys: list[int] = field(default_factory=list)
     alive: bool = True
+    example_acts: list[list[float]] = field(default_factory=list)
 
     def fail(self, flag: str) -> None:
         self.alive = False
@@ -292,6 +309,7 @@ def _prune_all(
     depth = runner.lm.n_layers
     for w in live:
         all_acts = w.req.acts or [next(measured) for _ in w.req.examples]
+        w.example_acts = [list(a) for a in all_acts]
         # the official prune runs every full example once to read its activations
         w.stats.official_token_layers += sum(len(ex) for ex in w.req.examples) * depth
         for e, (ex, acts) in enumerate(zip(w.req.examples, all_acts, strict=True)):
@@ -378,6 +396,8 @@ def _finish(
         if w.alive
         else NeuronGraph(nid, fold=config.build.fold)
     )
+    if config.improve is not None and w.alive:
+        _calibrate(graph, w, req, runner, config.improve)
     depth = runner.lm.n_layers
     for prompt in w.prompts:  # the official code masks every pair, at full depth
         n = len(prompt.tokens)
@@ -391,6 +411,18 @@ def _finish(
     st.seconds = meter.forward_seconds + overhead
     graph.meta.update({"a_max": req.a_max, "stats": st.as_dict(), "config": _config_dict(config)})
     return BuildResult(graph, st)
+
+
+def _calibrate(graph: NeuronGraph, w: _Work, req: NeuronRequest, runner: LayerRunner,
+               improve: ImproveConfig) -> None:
+    """Calibrate on the request's windows (normalised by a_max), model-free."""
+    data = req.calibration
+    if data is None:
+        data = list(zip(req.examples, w.example_acts, strict=False))
+    tok = runner.lm.tokenizer
+    windows = [(token_pieces(tok, ids), [float(a) / req.a_max for a in acts])
+               for ids, acts in data if ids]
+    calibrate(graph, windows, improve.calibrate)
 
 
 def _config_dict(config: N2GConfig) -> dict[str, Any]:
