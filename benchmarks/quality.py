@@ -127,7 +127,37 @@ def score_neuron(run: Run, nid: NeuronId, cfg: EvalConfig, builds: list[str],
     for which in ("val", "test"):
         c = EvalConfig(protocol="levels", split=which, seed=cfg.seed, min_act=cfg.min_act)
         rows[which] = score_levels(run, nid, c, preds, split)
+    for build in builds:
+        file = out / build / f"{nid.layer}_{nid.neuron}.json"
+        if file.exists():
+            rows["test"].setdefault("misses", {})[build] = misses(
+                NeuronGraph.load(file), split.test, a_max, cfg.threshold)
     return rows
+
+
+def misses(graph: NeuronGraph, held: list[Any], a_max: float, thr: float) -> dict[str, int]:
+    """Why the paper's graph misses held-out firings, and where it fires wrongly."""
+    out = {"firing": 0, "hit": 0, "token_unseen": 0, "no_full_path": 0, "value_low": 0,
+           "false_pos": 0, "quiet": 0}
+    roots = graph.root.children
+    for ex in held:
+        pred = graph.predict(ex.tokens, search="longest")
+        for i, (tok, a) in enumerate(zip(ex.tokens, ex.acts, strict=True)):
+            real = float(a) / a_max
+            if real >= thr:
+                out["firing"] += 1
+                if pred[i] >= thr:
+                    out["hit"] += 1
+                elif graph.key(tok) not in roots:
+                    out["token_unseen"] += 1
+                elif graph.match(ex.tokens, i) is None:
+                    out["no_full_path"] += 1
+                else:
+                    out["value_low"] += 1
+            else:
+                out["quiet"] += 1
+                out["false_pos"] += int(pred[i] >= thr)
+    return out
 
 
 def _mean(vals: list[float | None]) -> float | None:
@@ -186,8 +216,9 @@ def report(all_rows: dict[str, list[dict[str, Any]]], layers: list[int], out: Pa
     """Tune calibrated variants per band on val; print val and test tables of the variants."""
     val, test = all_rows["val"], all_rows["test"]
     methods = list(val[0]["methods"]) if val else []
-    bands = {b: [x for x in layers if band_of(x) == b] for b in BANDS}
-    bands = {b: ls for b, ls in bands.items() if ls}
+    bands: dict[str, list[int]] = {}
+    for layer in layers:
+        bands.setdefault(band_of(layer), []).append(layer)
     # Families: build/tag; their settings (vote, min count) are chosen per band on val.
     families = sorted({m.rsplit("/v", 1)[0] for m in methods if "/v" in m})
     chosen: dict[str, dict[str, str]] = {}
@@ -222,6 +253,15 @@ def report(all_rows: dict[str, list[dict[str, Any]]], layers: list[int], out: Pa
                 txt.append(f"{f1} / {ff}" + (f" (n={s['n']})" if key == "all" else ""))
             print(f"| {name} | " + " | ".join(txt) + " |")
     print("\nchosen on val:", json.dumps(chosen, indent=1))
+    for build in sorted({b for r in test for b in r.get("misses", {})}):
+        print(f"\nwhy {build}/paper misses held-out test firings (token counts):")
+        for b, ls in bands.items():
+            tot: dict[str, int] = {}
+            for r in test:
+                if r["layer"] in ls and build in r.get("misses", {}):
+                    for k, v in r["misses"][build].items():
+                        tot[k] = tot.get(k, 0) + v
+            print(f"  band {b}: {tot}")
     (out / "report.json").write_text(json.dumps(result, indent=1))
 
 

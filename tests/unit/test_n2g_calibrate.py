@@ -72,3 +72,12 @@ def test_calibration_survives_save_and_load(tmp_path: Path) -> None:
     tokens = [" A", " x", " B", " q", " B"]
     assert back.predict(tokens) == g.predict(tokens)
     assert back.meta["calibration"]["positions"] == 2
+
+
+def test_per_layer_bands_choose_vote_and_min_count() -> None:
+    from neuron2graph.n2g.pipeline import ImproveConfig
+
+    imp = ImproveConfig(bands=((5, 0.4, 1), (15, 0.3, 3)))
+    assert (imp.for_layer(0).vote, imp.for_layer(0).min_count) == (0.5, 2)  # the default
+    assert (imp.for_layer(10).vote, imp.for_layer(10).min_count) == (0.4, 1)
+    assert (imp.for_layer(29).vote, imp.for_layer(29).min_count) == (0.3, 3)

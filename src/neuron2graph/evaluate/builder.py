@@ -42,9 +42,12 @@ def n2g_config(
 
 def config_settings(cfg: N2GConfig) -> dict[str, Any]:
     """The N2G settings that change results (batch sizes do not), for the resume fingerprint."""
+    import json
+
     out = asdict(cfg)
     out.pop("max_batch_tokens", None)
-    return out
+    # As stored (tuples become lists), so a resumed run compares equal to the saved settings.
+    return dict(json.loads(json.dumps(out)))
 
 
 def model_builder(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from neuron2graph.errors import N2GError
@@ -51,6 +51,16 @@ class ImproveConfig:
     max_examples: int = 20
     """Examples the graph is built from (the paper's protocol: 10)."""
     calibrate: CalibrateConfig = field(default_factory=CalibrateConfig)
+    bands: tuple[tuple[int, float, int], ...] = ()
+    """Per-layer settings chosen on validation windows: (first layer, vote, min_count); a layer
+    uses the last band starting at or below it, else `calibrate`'s vote and min_count."""
+
+    def for_layer(self, layer: int) -> CalibrateConfig:
+        chosen = self.calibrate
+        for first, vote, min_count in sorted(self.bands):
+            if first <= layer:
+                chosen = replace(self.calibrate, vote=vote, min_count=min_count)
+        return chosen
 
 
 @dataclass(frozen=True)
@@ -422,7 +432,7 @@ def _calibrate(graph: NeuronGraph, w: _Work, req: NeuronRequest, runner: LayerRu
     tok = runner.lm.tokenizer
     windows = [(token_pieces(tok, ids), [float(a) / req.a_max for a in acts])
                for ids, acts in data if ids]
-    calibrate(graph, windows, improve.calibrate)
+    calibrate(graph, windows, improve.for_layer(req.layer))
 
 
 def _config_dict(config: N2GConfig) -> dict[str, Any]:
