@@ -32,11 +32,12 @@ from neuron2graph.n2g.graph import NeuronGraph
 from neuron2graph.n2g.prune import PruneConfig, PruneSearch, official_prune_tokens
 from neuron2graph.n2g.runner import LayerRunner
 from neuron2graph.n2g.saliency import (
+    Mask,
     SaliencyConfig,
     activating_positions,
     finish_saliency,
     plan_saliency,
-    resolve_mask_id,
+    resolve_mask,
 )
 from neuron2graph.tokens import token_pieces
 from neuron2graph.units.registry import make_source
@@ -192,7 +193,7 @@ def _measure(
     works: list[_Work],
     jobs: list[Job],
     config: N2GConfig,
-    mask_id: int | None,
+    mask: Mask,
     key_rows: dict[int, int],
 ) -> list[Prompt | None]:
     """Activations then importance rows for (work, ids, has_bos, example) jobs, all batched."""
@@ -215,10 +216,15 @@ def _measure(
         if not w.alive:
             rows = []
         plans.append(
-            plan_saliency(ids, a, rows, mask_id, skip_first=bos and not config.saliency.mask_first)
+            plan_saliency(ids, a, rows, mask, skip_first=bos and not config.saliency.mask_first)
         )
-    flat = [(p, v, jobs[i].work.col) for i, p in enumerate(plans) for v in p.variants]
-    vacts = runner.acts([v for _p, v, _c in flat], [c for _p, _v, c in flat])
+    flat = [
+        (v, jobs[i].work.col, at)
+        for i, p in enumerate(plans)
+        for v, at in zip(p.variants, p.mean_at, strict=True)
+    ]
+    vacts = runner.acts([v for v, _c, _a in flat], [c for _v, c, _a in flat],
+                        mean_at=[a for _v, _c, a in flat])
     out: list[Prompt | None] = []
     pos = 0
     for job, plan in zip(jobs, plans, strict=True):
@@ -255,7 +261,7 @@ def _build_layer(
         lm, layer, [r.neuron for _i, r in reqs], max_batch_tokens=config.max_batch_tokens,
         source=source,
     )
-    mask_id = resolve_mask_id(lm.tokenizer, config.saliency.mask)
+    mask = resolve_mask(lm.tokenizer, config.saliency.mask)
     bos_id = getattr(lm.tokenizer, "bos_token_id", None) if config.keep_bos else None
     depth = lm.n_layers
     for w in works:
@@ -289,14 +295,14 @@ def _build_layer(
         jobs.append(Job(w, res.token_ids, bos, e))
     # 2. measure + saliency of the pruned prompts
     runner.stage = "saliency"
-    prompts = _measure(runner, works, jobs, config, mask_id, key_rows)
+    prompts = _measure(runner, works, jobs, config, mask, key_rows)
     for w, prompt in zip((j.work for j in jobs), prompts, strict=True):
         if prompt is not None and w.alive:
             w.prompts.append(prompt)
     # 3. augment (positions important for the key token), then measure the new prompts
     augmenter = _make_augmenter(lm, runner, config)
     if augmenter is not None:
-        _augment(runner, augmenter, works, jobs, prompts, key_rows, config, mask_id)
+        _augment(runner, augmenter, works, jobs, prompts, key_rows, config, mask)
     # 4. build, and the official algorithm's bill on the same prompts
     overhead = time.perf_counter() - start - sum(m.forward_seconds for m in runner.meters)
     results: dict[int, BuildResult] = {}
@@ -357,7 +363,7 @@ def _augment(
     prompts: list[Prompt | None],
     key_rows: dict[int, int],
     config: N2GConfig,
-    mask_id: int | None,
+    mask: Mask,
 ) -> None:
     items: list[tuple[_Work, AugmentItem, bool, int | None]] = []
     for n, (job, prompt) in enumerate(zip(jobs, prompts, strict=True)):
@@ -391,7 +397,7 @@ def _augment(
                 aug_jobs.append(Job(w, new_ids, bos, ex))
                 w.stats.augmented_prompts += 1
     runner.stage = "augmented"
-    measured = _measure(runner, works, aug_jobs, config, mask_id, {})
+    measured = _measure(runner, works, aug_jobs, config, mask, {})
     for prompt, aug in zip(measured, aug_jobs, strict=True):
         if prompt is not None and aug.work.alive:
             aug.work.prompts.append(prompt)
