@@ -146,3 +146,29 @@ def test_index_is_derived_from_files(run_dir: Path) -> None:
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["tables"]["graphs"] == len(before["graphs"])
     assert _snapshot(run_dir) == before
+
+
+def test_build_improved_method_calibrates_on_recorded_windows(run_dir: Path) -> None:
+    """`--method improved`: the graph carries calibration over the unit's recorded windows and
+    `predict` uses it by default (last in this module: it replaces the run's graphs)."""
+    bad = runner.invoke(app, ["build", str(run_dir), "--neurons", f"{LAYER}:{PAIR}",
+                              "--method", "bogus", "--quiet", "--overwrite"])
+    assert bad.exit_code == 2 and "unknown method 'bogus'" in bad.output
+    res = runner.invoke(app, ["build", str(run_dir), "--neurons", f"{LAYER}:{PAIR}",
+                              "--method", "improved", "--no-augment", "--overwrite", "--quiet"])
+    assert res.exit_code == 0, res.output
+    graph = json.loads((run_dir / "graphs" / str(LAYER) / f"{LAYER}_{PAIR}.json").read_text())
+    cal = graph["meta"]["calibration"]
+    assert cal["positions"] > 0 and cal["backoff"] is True
+    # In this corpus every B follows an A, so the calibrated B node also fires on a lone B
+    # (back-off); the A ... B context itself is predicted as the model computes it.
+    text = f"the {A} dog {B} sat"
+    out = runner.invoke(app, ["predict", str(run_dir), "--neuron", f"{LAYER}:{PAIR}",
+                              "--text", text, "--device", "cpu", "--json"])
+    assert out.exit_code == 0, out.output
+    rows = json.loads(out.stdout)
+    assert [r["predicted"] >= 0.5 for r in rows] == [False, False, False, True, False]
+    assert [r["actual"] >= 0.5 for r in rows] == [False, False, False, True, False]
+    paper = runner.invoke(app, ["predict", str(run_dir), "--neuron", f"{LAYER}:{PAIR}",
+                                "--text", text, "--search", "longest", "--json"])
+    assert paper.exit_code == 0, paper.output

@@ -49,12 +49,10 @@ def test_shared_neurons_split_the_bill() -> None:
 def test_mean_embedding_mask_feeds_the_mean_input_embedding() -> None:
     import torch
 
-    from neuron2graph.n2g.saliency import MEAN_EMBEDDING
-
     lm = tiny_model("llama", n_layers=2)
     runner = LayerRunner(lm, 1, [3])
-    seq = [5, MEAN_EMBEDDING, 12, 30]
-    got = runner.acts([seq], [0])[0]
+    seq = [5, 17, 12, 30]
+    got = runner.acts([seq], [0], mean_at=[1])[0]
     emb = lm.model.get_input_embeddings()
     embeds = emb(torch.tensor([[5, 0, 12, 30]]))
     embeds[0, 1] = emb.weight.mean(0)
@@ -65,4 +63,17 @@ def test_mean_embedding_mask_feeds_the_mean_input_embedding() -> None:
         lm.model(inputs_embeds=embeds, use_cache=False)
     handle.remove()
     assert got == pytest.approx(captured[0].tolist(), abs=1e-5)
-    assert got != pytest.approx(runner.acts([[5, 0, 12, 30]], [0])[0], abs=1e-5)
+    assert got != pytest.approx(runner.acts([seq], [0])[0], abs=1e-5)
+    # the same tokens with and without the mean embedding are two different forwards
+    both = runner.acts([seq, seq], [0, 0], mean_at=[1, None])
+    assert both[0] == pytest.approx(got, abs=1e-6)
+    assert both[1] != pytest.approx(got, abs=1e-5)
+
+
+def test_mean_embedding_saliency_plan_marks_positions_not_token_ids() -> None:
+    from neuron2graph.n2g.saliency import MEAN_EMBEDDING, plan_saliency
+
+    plan = plan_saliency([5, 17, 12, 30], [0.0, 1.0, 2.0, 3.0], [2], MEAN_EMBEDDING)
+    assert plan.variants == [[5, 17, 12]] * 3  # tokens untouched
+    assert plan.mean_at == [0, 1, 2]
+    assert all(t >= 0 for v in plan.variants for t in v)

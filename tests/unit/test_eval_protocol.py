@@ -136,7 +136,7 @@ def test_protocol_end_to_end_and_resume(tmp_path: Path) -> None:
     calls: list[tuple[str, int]] = []
     out = P.run_protocol(run, sel, cfg, lambda: fake_builder(calls), progress=False)
     assert out.computed == 6 and out.reused == 0
-    assert sorted({m for m, _ in calls}) == ["n2g", "official"]
+    assert sorted({m for m, _ in calls}) == ["improved", "n2g", "official"]
     assert all(n == 10 for _, n in calls)  # the builder only ever sees the 10 train examples
     row = out.rows[0]
     assert set(row["train_windows"]).isdisjoint(row["test_windows"])
@@ -161,7 +161,7 @@ def test_protocol_end_to_end_and_resume(tmp_path: Path) -> None:
     (tmp_path / "eval" / "neurons" / f"{nid.layer}_{nid.neuron}.json").unlink()
     calls.clear()
     again = P.run_protocol(run, sel, cfg, lambda: fake_builder(calls), progress=False)
-    assert again.computed == 1 and again.reused == 5 and len(calls) == 2
+    assert again.computed == 1 and again.reused == 5 and len(calls) == 3
     strip = ("seconds", "build_s", "predict_s")
 
     def clean(r: dict[str, Any]) -> str:
@@ -275,7 +275,7 @@ def test_a_registered_predictor_reaches_protocol_report_and_table(tmp_path: Path
         sel = P.select_neurons(run, cfg, layers=[0], per_layer=2)
         out = P.run_protocol(run, sel, cfg, lambda: fake_builder([]), progress=False)
         row = out.rows[0]
-        assert set(row["methods"]) == {"n2g", "token", "5gram", "always"}  # official: off
+        assert set(row["methods"]) == {"n2g", "improved", "token", "5gram", "always"}
         assert row["methods"]["always"]["recall_firing"] == 1.0
         db = run.db()
         f1 = db.execute("SELECT always_f1_firing FROM eval").fetchall()

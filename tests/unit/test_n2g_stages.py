@@ -18,10 +18,13 @@ from neuron2graph.n2g.augment import (
 from neuron2graph.n2g.build import BuildConfig, Prompt, build_graph
 from neuron2graph.n2g.prune import PruneConfig, PruneSearch, official_prune_tokens, prune
 from neuron2graph.n2g.saliency import (
+    DELETE,
+    MEAN_EMBEDDING,
+    Mask,
     activating_positions,
     finish_saliency,
     plan_saliency,
-    resolve_mask_id,
+    resolve_mask,
     saliency,
 )
 
@@ -177,16 +180,16 @@ def test_mask_id_comes_from_the_tokenizer() -> None:
         unk_token_id = None
         eos_token_id = 5
 
-    assert resolve_mask_id(Tok(), "pad") == 42
-    assert resolve_mask_id(Tok(), "delete") is None
-    assert resolve_mask_id(Tok(), "id:7") == 7
-    assert resolve_mask_id(Tok(), "mean_embedding") == -1
+    assert resolve_mask(Tok(), "pad") == Mask(42)
+    assert resolve_mask(Tok(), "delete") == DELETE
+    assert resolve_mask(Tok(), "id:7") == Mask(7)
+    assert resolve_mask(Tok(), "mean_embedding") == MEAN_EMBEDDING
     with pytest.raises(N2GError, match="no unk token"):
-        resolve_mask_id(Tok(), "unk")
+        resolve_mask(Tok(), "unk")
     with pytest.raises(N2GError, match="unknown mask"):
-        resolve_mask_id(Tok(), "mean")
+        resolve_mask(Tok(), "mean")
     Tok.pad_token_id = None  # type: ignore[assignment]
-    assert resolve_mask_id(Tok(), "pad") == 5
+    assert resolve_mask(Tok(), "pad") == Mask(5)
 
 
 # -------------------------------------------------------------------------------------- build

@@ -51,6 +51,10 @@ def build_command(
     batch_neurons: Annotated[
         int, typer.Option(help="Neurons of one layer built together in shared batches.")
     ] = 8,
+    method: Annotated[
+        str, typer.Option(help="paper (the paper's build) or improved (more examples, values "
+                          "calibrated over every recorded window, back-off; docs/n2g.md).")
+    ] = "paper",
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Rebuild graphs that already exist.")
     ] = False,
@@ -78,7 +82,7 @@ def build_command(
         neurons=tuple(NeuronId.parse_list(neurons)) if neurons else None, layer=layer,
         sample=sample, seed=seed, top_k=top_k, augmenter=augmenter if augment else None,
         mask=mask, dtype=None if dtype == "auto" else dtype, device=device,
-        batch_neurons=batch_neurons)
+        batch_neurons=batch_neurons, method=method)
     executor = executor_from_options(executor_name, address, workers, cpus_per_worker,
                                      gpus_per_worker)
     try:
@@ -130,8 +134,9 @@ def predict_command(
         Path | None, typer.Option("--tokenizer", help="Tokenizer folder (default: the run's).")
     ] = None,
     search: Annotated[
-        str, typer.Option(help="longest (the paper) or greedy (the official code).")
-    ] = "longest",
+        str, typer.Option(help="auto (calibrated for an improved graph, else longest), longest "
+                          "(the paper), greedy (the official code) or calibrated.")
+    ] = "auto",
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
     json_out: JsonOpt = False,
@@ -143,8 +148,8 @@ def predict_command(
 
     if not text:
         raise N2GError('no text given: pass --text "..."')
-    if search not in ("longest", "greedy"):
-        raise N2GError(f"unknown --search {search!r}: use longest or greedy")
+    if search not in ("longest", "greedy", "calibrated", "auto"):
+        raise N2GError(f"unknown --search {search!r}: use auto, longest, greedy or calibrated")
     run = None
     if run_dir is not None:
         from neuron2graph.store.run import Run
@@ -169,7 +174,8 @@ def predict_command(
     if not ids:
         raise N2GError("the text has no tokens: pass some words")
     pieces = token_pieces(tokenizer, ids)
-    predicted = graph.predict(pieces, search=search)  # type: ignore[arg-type]
+    chosen = None if search == "auto" else search
+    predicted = graph.predict(pieces, search=chosen)  # type: ignore[arg-type]
     actual: list[float] | None = None
     if graph_file is None and run is not None:
         actual = _actual(run, nid, ids, device, dtype)

@@ -46,6 +46,23 @@ def eval_command(
         typer.Option("--false-firing/--no-false-firing",
                      help="Score false firing on the run's random sample of ordinary text."),
     ] = True,
+    improved: Annotated[
+        bool,
+        typer.Option("--improved/--no-improved",
+                     help="Also build and score the improved N2G method (docs/n2g.md)."),
+    ] = True,
+    protocol: Annotated[
+        str,
+        typer.Option(help="paper: held-out top examples (the paper's Table 1); levels: held-out "
+                     "windows across all activation levels plus random text."),
+    ] = "paper",
+    split: Annotated[
+        str, typer.Option(help="Levels protocol: score the test windows, or val to tune settings.")
+    ] = "test",
+    min_act: Annotated[
+        float, typer.Option(help="Levels protocol: a window is activating when its max reaches "
+                            "this share of the neuron's max.")
+    ] = 0.2,
     augmenter: Annotated[
         str,
         typer.Option(help="N2G augmenter: causal (the studied model), none, or a fill-mask model."),
@@ -82,7 +99,8 @@ def eval_command(
         run_dir, layers=parse_layers(layers) if layers else None, per_layer=per_layer,
         neurons=NeuronId.parse_list(neurons) if neurons else None, seed=seed, top_k=top_k,
         n_train=n_train, min_firing_examples=min_firing_examples, official=official,
-        false_firing=false_firing, augmenter=augmenter, batch_neurons=batch_neurons,
+        false_firing=false_firing, improved=improved, protocol=protocol, split=split,
+        min_act=min_act, augmenter=augmenter, batch_neurons=batch_neurons,
         max_minutes=max_minutes, device=device, dtype=None if dtype == "auto" else dtype,
         overwrite=overwrite, progress=not quiet and not json_out)
     results, paths, outcome = done.results, done.paths, done.outcome

@@ -42,9 +42,12 @@ def n2g_config(
 
 def config_settings(cfg: N2GConfig) -> dict[str, Any]:
     """The N2G settings that change results (batch sizes do not), for the resume fingerprint."""
+    import json
+
     out = asdict(cfg)
     out.pop("max_batch_tokens", None)
-    return out
+    # As stored (tuples become lists), so a resumed run compares equal to the saved settings.
+    return dict(json.loads(json.dumps(out)))
 
 
 def model_builder(
@@ -65,14 +68,23 @@ def model_builder(
     def build(sets: Sequence[TrainSet], method: str) -> list[Any]:
         if method not in configs:
             raise N2GError(f"unknown graph method {method!r}: use one of {', '.join(configs)}")
+        cfg = configs[method]
         requests = []
         for ts in sets:
-            acts = None
-            if reuse_acts and run is not None:
+            acts = ts.acts
+            if acts is None and reuse_acts and run is not None:
                 acts = _recorded_acts(run, ts)
+            examples, calibration = ts.examples, None
+            if cfg.improve is not None:  # more examples, and every train window to calibrate
+                n = cfg.improve.max_examples
+                examples = (ts.examples + ts.more)[:n]
+                if acts is not None:
+                    acts = (acts + ts.more_acts)[:n]
+                calibration = ts.calibration
             requests.append(NeuronRequest(layer=ts.nid.layer, neuron=ts.nid.neuron,
-                                          examples=ts.examples, a_max=ts.a_max, acts=acts))
-        return [r.graph for r in build_graphs(lm, requests, configs[method], source=source)]
+                                          examples=examples, a_max=ts.a_max, acts=acts,
+                                          calibration=calibration))
+        return [r.graph for r in build_graphs(lm, requests, cfg, source=source)]
 
     return build
 

@@ -73,6 +73,13 @@ def official_config(base: Any) -> Any:
                    build=replace(base.build, fold=True))
 
 
+def improved_config(base: Any) -> Any:
+    """`base` with the improved method on (`ImproveConfig`: more examples, calibration)."""
+    from neuron2graph.n2g.pipeline import ImproveConfig
+
+    return replace(base, improve=ImproveConfig())
+
+
 def _token(ids: Sequence[Sequence[int]], acts: Sequence[Sequence[float]], cfg: Any) -> PredictFn:
     lookup = TokenLookup.fit(ids, acts)
     return lambda ex: lookup.predict(ex.token_ids)
@@ -87,6 +94,8 @@ register(Predictor("n2g", "N2G", ("C3", "o", "-"), "f1_firing", search="longest"
                    n2g_config=lambda base: base))
 register(Predictor("official", "N2G, official choices", ("C1", "s", "--"), "official_f1_firing",
                    search="greedy", n2g_config=official_config, flag="official"))
+register(Predictor("improved", "N2G improved", ("C4", "D", "-"), "improved_f1_firing",
+                   search="calibrated", n2g_config=improved_config, flag="improved"))
 register(Predictor("token", "token lookup", ("C0", "^", ":"), "token_f1_firing", fit=_token))
 register(Predictor("5gram", "5-gram lookup", ("C2", "v", "-."), "ngram_f1_firing", fit=_ngram))
 
@@ -108,6 +117,7 @@ __all__ = [
     "Predictor",
     "fitted_predictors",
     "graph_predictors",
+    "improved_config",
     "labels",
     "official_config",
     "register",

@@ -71,6 +71,15 @@ class TrainSet:
     nid: NeuronId
     a_max: float
     examples: list[list[int]]
+    """The paper method's examples (the protocol's `n_train`)."""
+    acts: list[list[float]] | None = None
+    """Their recorded raw activations (None: the builder looks them up or measures them)."""
+    more: list[list[int]] = field(default_factory=list)
+    """Further train examples, strongest first, for methods that build on more (improved)."""
+    more_acts: list[list[float]] = field(default_factory=list)
+    calibration: list[tuple[list[int], list[float]]] | None = None
+    """(token ids, raw activations) of every train window, for the improved method's
+    calibration (None: it calibrates on its build examples only)."""
 
 
 BuildFn = Callable[[Sequence[TrainSet], str], list[Any]]
@@ -92,6 +101,17 @@ class EvalConfig:
     false_firing: bool = True
     build: dict[str, Any] = field(default_factory=dict)
     """Settings of the graph builder (model, N2G config); part of the resume fingerprint."""
+    improved: bool = True
+    """Also build and score the improved N2G method (`n2g/calibrate.py`)."""
+    protocol: str = "paper"
+    """`paper` (top-k examples, this module) or `levels` (all activation levels, levels.py)."""
+    split: str = "test"
+    """Levels protocol: score the `test` windows, or `val` to choose settings."""
+    min_act: float = 0.2
+    """Levels protocol: a window is activating when its max reaches min_act x a_max."""
+    n_quantiles: int = 10
+    n_build: int = 20
+    """Levels protocol: train windows offered to builders that use more than `n_train`."""
     batch_neurons: int = 1
     """Neurons of one layer built together (speed only: not part of the fingerprint). Raise it on
     a GPU; on a CPU the forwards are compute-bound anyway, and 1 keeps a time-boxed run balanced
@@ -100,7 +120,18 @@ class EvalConfig:
     def settings(self) -> dict[str, Any]:
         out = asdict(self)
         out.pop("batch_neurons")
+        if self.protocol == "paper":  # the paper's protocol has the fingerprint it always had
+            for key in ("protocol", "split", "min_act", "n_quantiles", "n_build"):
+                out.pop(key)
         return out
+
+    def check(self) -> None:
+        if self.protocol not in ("paper", "levels"):
+            raise N2GError(f"unknown protocol {self.protocol!r}: use paper or levels")
+        if self.split not in ("test", "val"):
+            raise N2GError(f"unknown split {self.split!r}: use test or val")
+        if not 0 < self.min_act <= 1:
+            raise N2GError(f"--min-act {self.min_act} must be in (0, 1]")
 
 
 @dataclass
@@ -350,7 +381,11 @@ def _evaluate_chunk(
     run: RunLike, chunk: list[NeuronId], cfg: EvalConfig, builder: BuildFn
 ) -> list[dict[str, Any]]:
     """Build the graphs of a batch of neurons of one layer on their train halves, then score."""
-    sets = [train_set(run, nid, cfg) for nid in chunk]
+    from neuron2graph.evaluate.levels import evaluate_neuron_levels, levels_train_set
+
+    levels = cfg.protocol == "levels"
+    sets = [levels_train_set(run, nid, cfg) if levels else train_set(run, nid, cfg)
+            for nid in chunk]
     graphs: dict[NeuronId, dict[str, Any]] = {nid: {} for nid in chunk}
     build_s: dict[str, float] = {}
     # CPU seconds of this process too: on a shared machine wall time mostly measures the load.
@@ -368,7 +403,8 @@ def _evaluate_chunk(
     rows = []
     for nid in chunk:
         t0, c1 = time.perf_counter(), time.process_time()
-        row = evaluate_neuron(run, nid, cfg, graphs[nid])
+        score = evaluate_neuron_levels if levels else evaluate_neuron
+        row = score(run, nid, cfg, graphs[nid])
         for method, seconds in build_s.items():
             row["methods"][method]["build_s"] = round(seconds, 3)
         row["seconds"] = round(sum(build_s.values()) + time.perf_counter() - t0, 3)

@@ -138,10 +138,17 @@ def markdown_table(results: dict[str, Any]) -> str:
     """The paper's Table 1 for N2G, then firing F1 (P / R) and false firing for every method."""
     rows = _rows_for(results)
     cfg = results.get("config", {})
+    if cfg.get("protocol") == "levels":
+        head = (f"All activation levels (N2G, paper method): held-out {cfg.get('split', 'test')} "
+                f"windows across activation quantiles (activating: max >= "
+                f"{cfg.get('min_act')} a_max) plus random text (seed {cfg.get('seed')}), a token "
+                f"fires when a/a_max >= {cfg.get('threshold', 0.5)}.")
+    else:
+        head = (f"Table 1 (N2G, exact choices): top-{cfg.get('k', 20)} examples split "
+                f"{cfg.get('n_train', 10)}/{cfg.get('k', 20) - cfg.get('n_train', 10)} (seed "
+                f"{cfg.get('seed')}), a token fires when a/a_max >= {cfg.get('threshold', 0.5)}.")
     lines = [
-        f"Table 1 (N2G, exact choices): top-{cfg.get('k', 20)} examples split "
-        f"{cfg.get('n_train', 10)}/{cfg.get('k', 20) - cfg.get('n_train', 10)} (seed "
-        f"{cfg.get('seed')}), a token fires when a/a_max >= {cfg.get('threshold', 0.5)}.",
+        head,
         "",
         "| Layer | Neurons | Firing P | Firing R | Firing F1 | Non-firing P | Non-firing R "
         "| Non-firing F1 | Pearson |",
@@ -175,7 +182,8 @@ def markdown_table(results: dict[str, Any]) -> str:
         lines += [
             "",
             "False-firing rate on ordinary text (random corpus windows that are not among the "
-            "neuron's top examples): share of non-firing tokens predicted to fire.",
+            "neuron's top examples; levels protocol: the held-out random windows): share of "
+            "non-firing tokens predicted to fire.",
             "",
             "| Layer | " + " | ".join(PREDICTORS[m].label for m in methods) + " |",
             "|---|" + "---|" * len(methods),

@@ -28,6 +28,7 @@ def evaluate(
     run_dir: str | Path, *, layers: list[int] | None = None, per_layer: int = 50,
     neurons: list[Any] | None = None, seed: int = 0, top_k: int = 20, n_train: int = 10,
     min_firing_examples: int = 2, official: bool = True, false_firing: bool = True,
+    improved: bool = True, protocol: str = "paper", split: str = "test", min_act: float = 0.2,
     augmenter: str | None = "causal", batch_neurons: int = 1, max_minutes: float | None = None,
     device: str = "auto", dtype: str | None = None, overwrite: bool = False,
     progress: bool = True,
@@ -50,12 +51,18 @@ def evaluate(
     model = run.manifest.get("model")
     cfg = EvalConfig(
         seed=seed, k=top_k, n_train=n_train, min_firing_examples=min_firing_examples,
-        official=official, false_firing=false_firing,
+        official=official, false_firing=false_firing, improved=improved, protocol=protocol,
+        split=split, min_act=min_act,
         build={"model": model.get("spec") if isinstance(model, dict) else model,
                "weights_hash": run.manifest.get("weights_hash"),
                "n2g": config_settings(n2g_config(augmenter=aug))},
         batch_neurons=batch_neurons,
     )
+    cfg.check()
+    if improved:
+        from neuron2graph.evaluate.predictors import improved_config
+
+        cfg.build["improved"] = config_settings(improved_config(n2g_config(augmenter=aug)))
     selection = select_neurons(run, cfg, layers=layers, per_layer=per_layer, neurons=neurons)
     if not selection.selected:
         raise N2GError(

@@ -27,7 +27,7 @@ from neuron2graph.files import write_json_atomic
 
 SCHEMA = "neuron2graph/graph"
 SCHEMA_VERSION = 1
-Search = Literal["longest", "greedy"]
+Search = Literal["longest", "greedy", "calibrated"]
 IGNORE = "\x00*"  # key of the wildcard child; cannot collide with a real token piece
 
 
@@ -52,6 +52,11 @@ class Node:
     examples: list[int] = field(default_factory=list)
     """Ids of the training examples that pass through this node (capped)."""
     children: dict[str, Node] = field(default_factory=dict)
+    cal_count: int = 0
+    """Calibration (`n2g/calibrate.py`, the improved method): train positions whose chosen match
+    passed through this node, the sum of their normalised activations, and how many fired."""
+    cal_sum: float = 0.0
+    cal_fire: int = 0
 
     @property
     def is_ignore(self) -> bool:
@@ -86,6 +91,8 @@ class Node:
             out["end_count"] = self.end_count
         if self.examples:
             out["examples"] = self.examples
+        if self.cal_count:
+            out["cal"] = [self.cal_count, self.cal_sum, self.cal_fire]
         if self.children:
             out["children"] = [c.to_json() for c in self.children.values()]
         return out
@@ -229,8 +236,17 @@ class NeuronGraph:
             path=tuple((position - i, n.token) for i, n in enumerate(nodes)),
         )
 
-    def predict(self, tokens: Sequence[str], *, search: Search = "longest") -> list[float]:
-        """Predicted normalised activation for every token (0.0 where nothing matches)."""
+    def predict(self, tokens: Sequence[str], *, search: Search | None = None) -> list[float]:
+        """Predicted normalised activation for every token (0.0 where nothing matches).
+
+        `search="calibrated"`: the improved method's values measured over all matches of a path,
+        with back-off (`n2g/calibrate.py`), the default for a calibrated graph; else "longest"."""
+        if search is None:
+            search = "calibrated" if "calibration" in self.meta else "longest"
+        if search == "calibrated":
+            from neuron2graph.n2g.calibrate import predict_calibrated
+
+            return predict_calibrated(self, tokens)
         out = [0.0] * len(tokens)
         roots = self.root.children
         key = self.key
@@ -304,6 +320,9 @@ class NeuronGraph:
                 end_count=int(obj.get("end_count", 0)),
                 examples=list(obj.get("examples", [])),
             )
+            if obj.get("cal"):
+                count, total, fire = obj["cal"]
+                node.cal_count, node.cal_sum, node.cal_fire = int(count), float(total), int(fire)
             parent.children[IGNORE if token is None else graph.key(token)] = node
             for child in obj.get("children", []):
                 load(child, node)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from neuron2graph.errors import N2GError
@@ -27,19 +27,41 @@ from neuron2graph.n2g.augment import (
     important_positions,
 )
 from neuron2graph.n2g.build import BuildConfig, Prompt, build_graph
+from neuron2graph.n2g.calibrate import CalibrateConfig, calibrate
 from neuron2graph.n2g.graph import NeuronGraph
 from neuron2graph.n2g.prune import PruneConfig, PruneSearch, official_prune_tokens
 from neuron2graph.n2g.runner import LayerRunner
 from neuron2graph.n2g.saliency import (
+    Mask,
     SaliencyConfig,
     activating_positions,
     finish_saliency,
     plan_saliency,
-    resolve_mask_id,
+    resolve_mask,
 )
 from neuron2graph.tokens import token_pieces
 from neuron2graph.units.registry import make_source
 from neuron2graph.units.source import ActivationSource
+
+
+@dataclass(frozen=True)
+class ImproveConfig:
+    """The improved method (`--method improved`, docs/n2g.md): the paper's graph, built on more
+    examples, then calibrated over every train window (`n2g/calibrate.py`)."""
+
+    max_examples: int = 20
+    """Examples the graph is built from (the paper's protocol: 10)."""
+    calibrate: CalibrateConfig = field(default_factory=CalibrateConfig)
+    bands: tuple[tuple[int, float, int], ...] = ()
+    """Per-layer settings chosen on validation windows: (first layer, vote, min_count); a layer
+    uses the last band starting at or below it, else `calibrate`'s vote and min_count."""
+
+    def for_layer(self, layer: int) -> CalibrateConfig:
+        chosen = self.calibrate
+        for first, vote, min_count in sorted(self.bands):
+            if first <= layer:
+                chosen = replace(self.calibrate, vote=vote, min_count=min_count)
+        return chosen
 
 
 @dataclass(frozen=True)
@@ -53,6 +75,8 @@ class N2GConfig:
     keep_bos: bool = True
     """Keep a leading BOS in pruned prompts (the model saw it when the example was recorded)."""
     max_batch_tokens: int = 8192
+    improve: ImproveConfig | None = None
+    """None: the paper's method; else the improved one (calibrated, predicts with back-off)."""
 
 
 @dataclass
@@ -63,6 +87,9 @@ class NeuronRequest:
     a_max: float
     acts: list[list[float]] | None = None
     """Recorded activations of the examples (measured again when None)."""
+    calibration: list[tuple[list[int], list[float]]] | None = None
+    """Improved method: (token ids, raw activations) of the windows to calibrate on (None: the
+    examples themselves). Must not hold any window the graph is later tested on."""
 
 
 @dataclass
@@ -103,6 +130,7 @@ class _Work:
     ids: list[list[int]] = field(default_factory=list)
     keys: list[int] = field(default_factory=list)
     alive: bool = True
+    example_acts: list[list[float]] = field(default_factory=list)
 
     def fail(self, flag: str) -> None:
         self.alive = False
@@ -165,7 +193,7 @@ def _measure(
     works: list[_Work],
     jobs: list[Job],
     config: N2GConfig,
-    mask_id: int | None,
+    mask: Mask,
     key_rows: dict[int, int],
 ) -> list[Prompt | None]:
     """Activations then importance rows for (work, ids, has_bos, example) jobs, all batched."""
@@ -188,10 +216,15 @@ def _measure(
         if not w.alive:
             rows = []
         plans.append(
-            plan_saliency(ids, a, rows, mask_id, skip_first=bos and not config.saliency.mask_first)
+            plan_saliency(ids, a, rows, mask, skip_first=bos and not config.saliency.mask_first)
         )
-    flat = [(p, v, jobs[i].work.col) for i, p in enumerate(plans) for v in p.variants]
-    vacts = runner.acts([v for _p, v, _c in flat], [c for _p, _v, c in flat])
+    flat = [
+        (v, jobs[i].work.col, at)
+        for i, p in enumerate(plans)
+        for v, at in zip(p.variants, p.mean_at, strict=True)
+    ]
+    vacts = runner.acts([v for v, _c, _a in flat], [c for _v, c, _a in flat],
+                        mean_at=[a for _v, _c, a in flat])
     out: list[Prompt | None] = []
     pos = 0
     for job, plan in zip(jobs, plans, strict=True):
@@ -228,7 +261,7 @@ def _build_layer(
         lm, layer, [r.neuron for _i, r in reqs], max_batch_tokens=config.max_batch_tokens,
         source=source,
     )
-    mask_id = resolve_mask_id(lm.tokenizer, config.saliency.mask)
+    mask = resolve_mask(lm.tokenizer, config.saliency.mask)
     bos_id = getattr(lm.tokenizer, "bos_token_id", None) if config.keep_bos else None
     depth = lm.n_layers
     for w in works:
@@ -262,14 +295,14 @@ def _build_layer(
         jobs.append(Job(w, res.token_ids, bos, e))
     # 2. measure + saliency of the pruned prompts
     runner.stage = "saliency"
-    prompts = _measure(runner, works, jobs, config, mask_id, key_rows)
+    prompts = _measure(runner, works, jobs, config, mask, key_rows)
     for w, prompt in zip((j.work for j in jobs), prompts, strict=True):
         if prompt is not None and w.alive:
             w.prompts.append(prompt)
     # 3. augment (positions important for the key token), then measure the new prompts
     augmenter = _make_augmenter(lm, runner, config)
     if augmenter is not None:
-        _augment(runner, augmenter, works, jobs, prompts, key_rows, config, mask_id)
+        _augment(runner, augmenter, works, jobs, prompts, key_rows, config, mask)
     # 4. build, and the official algorithm's bill on the same prompts
     overhead = time.perf_counter() - start - sum(m.forward_seconds for m in runner.meters)
     results: dict[int, BuildResult] = {}
@@ -292,6 +325,7 @@ def _prune_all(
     depth = runner.lm.n_layers
     for w in live:
         all_acts = w.req.acts or [next(measured) for _ in w.req.examples]
+        w.example_acts = [list(a) for a in all_acts]
         # the official prune runs every full example once to read its activations
         w.stats.official_token_layers += sum(len(ex) for ex in w.req.examples) * depth
         for e, (ex, acts) in enumerate(zip(w.req.examples, all_acts, strict=True)):
@@ -329,7 +363,7 @@ def _augment(
     prompts: list[Prompt | None],
     key_rows: dict[int, int],
     config: N2GConfig,
-    mask_id: int | None,
+    mask: Mask,
 ) -> None:
     items: list[tuple[_Work, AugmentItem, bool, int | None]] = []
     for n, (job, prompt) in enumerate(zip(jobs, prompts, strict=True)):
@@ -363,7 +397,7 @@ def _augment(
                 aug_jobs.append(Job(w, new_ids, bos, ex))
                 w.stats.augmented_prompts += 1
     runner.stage = "augmented"
-    measured = _measure(runner, works, aug_jobs, config, mask_id, {})
+    measured = _measure(runner, works, aug_jobs, config, mask, {})
     for prompt, aug in zip(measured, aug_jobs, strict=True):
         if prompt is not None and aug.work.alive:
             aug.work.prompts.append(prompt)
@@ -378,6 +412,8 @@ def _finish(
         if w.alive
         else NeuronGraph(nid, fold=config.build.fold)
     )
+    if config.improve is not None and w.alive:
+        _calibrate(graph, w, req, runner, config.improve)
     depth = runner.lm.n_layers
     for prompt in w.prompts:  # the official code masks every pair, at full depth
         n = len(prompt.tokens)
@@ -391,6 +427,18 @@ def _finish(
     st.seconds = meter.forward_seconds + overhead
     graph.meta.update({"a_max": req.a_max, "stats": st.as_dict(), "config": _config_dict(config)})
     return BuildResult(graph, st)
+
+
+def _calibrate(graph: NeuronGraph, w: _Work, req: NeuronRequest, runner: LayerRunner,
+               improve: ImproveConfig) -> None:
+    """Calibrate on the request's windows (normalised by a_max), model-free."""
+    data = req.calibration
+    if data is None:
+        data = list(zip(req.examples, w.example_acts, strict=False))
+    tok = runner.lm.tokenizer
+    windows = [(token_pieces(tok, ids), [float(a) / req.a_max for a in acts])
+               for ids, acts in data if ids]
+    calibrate(graph, windows, improve.for_layer(req.layer))
 
 
 def _config_dict(config: N2GConfig) -> dict[str, Any]:

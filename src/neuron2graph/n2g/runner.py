@@ -17,12 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from neuron2graph.models.forward import pad_batch
 from neuron2graph.models.loading import LoadedModel
-from neuron2graph.n2g.saliency import MEAN_EMBEDDING
 from neuron2graph.units.registry import make_source
 from neuron2graph.units.source import ActivationSource
 
@@ -121,12 +120,11 @@ class LayerRunner:
             self._shared = None
 
     @contextmanager
-    def _mean_embedding(self, ids: Int[Tensor, "batch pos"]) -> Iterator[Tensor]:
-        """Positions holding `MEAN_EMBEDDING` get the mean of all input embeddings (a mask that is
-        no token at all); a hook on the embedding module swaps them in, for any architecture."""
-        special = ids == MEAN_EMBEDDING
+    def _mean_embedding(self, special: Bool[Tensor, "batch pos"]) -> Iterator[None]:
+        """Positions marked in `special` get the mean of all input embeddings (a mask that is no
+        token at all); a hook on the embedding module swaps them in, for any architecture."""
         if not bool(special.any()):
-            yield ids
+            yield
             return
         model: Any = self.lm.model
         emb: Any = model.get_input_embeddings()
@@ -138,34 +136,49 @@ class LayerRunner:
 
         handle = emb.register_forward_hook(hook)
         try:
-            yield ids.masked_fill(special, self.pad_id)
+            yield
         finally:
             handle.remove()
 
     # ------------------------------------------------------------- forwards
-    def acts(self, sequences: Sequence[Sequence[int]], owners: Sequence[int]) -> list[list[float]]:
-        """Activation of neuron column `owners[i]` on every token of `sequences[i]`."""
-        unique: dict[tuple[int, ...], list[int]] = {}
-        for seq, col in zip(sequences, owners, strict=True):
-            unique.setdefault(tuple(seq), []).append(col)
-        keys = sorted(unique, key=len)
-        results: dict[tuple[int, ...], Tensor] = {}
-        lengths = [len(k) for k in keys]
+    def acts(
+        self,
+        sequences: Sequence[Sequence[int]],
+        owners: Sequence[int],
+        *,
+        mean_at: Sequence[int | None] | None = None,
+    ) -> list[list[float]]:
+        """Activation of neuron column `owners[i]` on every token of `sequences[i]`; where
+        `mean_at[i]` is a position, that token is fed the mean input embedding instead."""
+        where = list(mean_at) if mean_at is not None else [None] * len(sequences)
+        unique: dict[tuple[tuple[int, ...], int | None], list[int]] = {}
+        for seq, col, at in zip(sequences, owners, where, strict=True):
+            unique.setdefault((tuple(seq), at), []).append(col)
+        keys = sorted(unique, key=lambda key: len(key[0]))
+        results: dict[tuple[tuple[int, ...], int | None], Tensor] = {}
+        lengths = [len(k[0]) for k in keys]
         for batch in _batches(lengths, self.max_batch_tokens, self.max_rows):
-            seqs = [keys[i] for i in batch]
+            batch_keys = [keys[i] for i in batch]
+            seqs = [k[0] for k in batch_keys]
             ids, mask = pad_batch(seqs, self.pad_id)
+            special = torch.zeros(ids.shape, dtype=torch.bool)
+            for row, (_seq, at) in enumerate(batch_keys):
+                if at is not None:
+                    special[row, at] = True
             start = time.perf_counter()
-            with self._mean_embedding(ids) as ids:
+            with self._mean_embedding(special):
                 out = self.source.activations(
                     ids, [self.layer], attention_mask=mask, units={self.layer: self.index},
                 )[self.layer].cpu()
             seconds = time.perf_counter() - start
-            self._charge([sorted(set(unique[s])) for s in seqs], [len(s) for s in seqs],
+            self._charge([sorted(set(unique[k])) for k in batch_keys], [len(s) for s in seqs],
                          ids.shape[1], self.layer + 1, seconds)
-            for row, seq in enumerate(seqs):
-                results[seq] = out[row, : len(seq)]
-        return [results[tuple(seq)][:, col].tolist() for seq, col in zip(sequences, owners,
-                                                                          strict=True)]
+            for row, key in enumerate(batch_keys):
+                results[key] = out[row, : len(key[0])]
+        return [
+            results[(tuple(seq), at)][:, col].tolist()
+            for seq, col, at in zip(sequences, owners, where, strict=True)
+        ]
 
     @torch.inference_mode()
     def next_tokens(

@@ -20,8 +20,24 @@ from typing import Any
 
 from neuron2graph.errors import N2GError
 
-MEAN_EMBEDDING = -1
-"""Sentinel id for the `mean_embedding` mask (the pipeline's runner feeds the mean embedding)."""
+
+@dataclass(frozen=True)
+class Mask:
+    """How saliency hides token k: replace it by `token_id`; delete it (`token_id` None); or, with
+    `mean_embedding`, feed the mean of all input embeddings at k (no token at all). The last is
+    not a token id, so variants carry the position in `SaliencyPlan.mean_at` and the runner swaps
+    the embedding in (no sentinel id travels through token lists)."""
+
+    token_id: int | None
+    mean_embedding: bool = False
+
+    @property
+    def delete(self) -> bool:
+        return self.token_id is None and not self.mean_embedding
+
+
+DELETE = Mask(None)
+MEAN_EMBEDDING = Mask(None, mean_embedding=True)
 
 ActFn = Callable[[Sequence[Sequence[int]]], list[list[float]]]
 
@@ -37,15 +53,15 @@ class SaliencyConfig:
     """Also mask a leading BOS token (off: the BOS is structure, not content)."""
 
 
-def resolve_mask_id(tokenizer: Any, mask: str) -> int | None:
-    """The token id used for masking, or None for `delete`. Raises when the tokenizer lacks it."""
+def resolve_mask(tokenizer: Any, mask: str) -> Mask:
+    """The `Mask` a `--mask` name stands for. Raises when the tokenizer lacks the token."""
     if mask == "delete":
-        return None
+        return DELETE
     if mask == "mean_embedding":
         return MEAN_EMBEDDING
     if mask.startswith("id:"):
         try:
-            return int(mask[3:])
+            return Mask(int(mask[3:]))
         except ValueError:
             raise N2GError(f"bad mask {mask!r}: write id:N with an integer token id") from None
     if mask in ("pad", "unk"):
@@ -56,7 +72,7 @@ def resolve_mask_id(tokenizer: Any, mask: str) -> int | None:
             raise N2GError(
                 f"the tokenizer has no {mask} token: pass --mask unk, delete or id:N instead"
             )
-        return int(value)
+        return Mask(int(value))
     raise N2GError(f"unknown mask {mask!r}: use pad, unk, delete, mean_embedding or id:N")
 
 
@@ -78,34 +94,44 @@ class SaliencyPlan:
     masked: list[int] = field(default_factory=list)
     """Position k masked in each variant."""
     variants: list[list[int]] = field(default_factory=list)
+    mean_at: list[int | None] = field(default_factory=list)
+    """Per variant: the position fed the mean input embedding (mean_embedding masks), else None."""
     delete: bool = False
+
+
+def _as_mask(mask: Mask | int | None) -> Mask:
+    return mask if isinstance(mask, Mask) else Mask(mask)
 
 
 def plan_saliency(
     token_ids: Sequence[int],
     acts: Sequence[float],
     rows: Sequence[int],
-    mask_id: int | None,
+    mask: Mask | int | None,
     *,
     skip_first: bool = False,
 ) -> SaliencyPlan:
-    """Build the masked variants needed for importance rows `rows` (mask_id None = delete)."""
+    """Build the masked variants needed for importance rows `rows` (an int mask is a token id,
+    None deletes)."""
+    mask = _as_mask(mask)
     ids = list(token_ids)
     wanted = sorted(set(rows))
-    plan = SaliencyPlan(ids, [float(a) for a in acts], wanted, delete=mask_id is None)
+    plan = SaliencyPlan(ids, [float(a) for a in acts], wanted, delete=mask.delete)
     if not wanted:
         return plan
     last = wanted[-1]
     for k in range(1 if skip_first else 0, last + 1):
-        if mask_id is None:
+        if mask.delete:
             variant = ids[:k] + ids[k + 1 : last + 1]
             if not variant:  # deleting the only token leaves nothing to run
                 continue
         else:
             variant = ids[: last + 1]
-            variant[k] = mask_id
+            if mask.token_id is not None:
+                variant[k] = mask.token_id
         plan.masked.append(k)
         plan.variants.append(variant)
+        plan.mean_at.append(k if mask.mean_embedding else None)
     return plan
 
 
@@ -154,10 +180,14 @@ def saliency(
     acts: Sequence[float],
     rows: Sequence[int],
     act_fn: ActFn,
-    mask_id: int | None,
+    mask: Mask | int | None,
     *,
     skip_first: bool = False,
 ) -> Importances:
-    """Importance rows of one prompt, with all masked variants in one `act_fn` call."""
-    plan = plan_saliency(token_ids, acts, rows, mask_id, skip_first=skip_first)
+    """Importance rows of one prompt, with all masked variants in one `act_fn` call (token
+    masks only: a plain `act_fn` takes token ids, so it cannot be fed a mean embedding)."""
+    if _as_mask(mask).mean_embedding:
+        raise N2GError("saliency() takes token masks only: run mean_embedding masks through "
+                       "plan_saliency and LayerRunner.acts(..., mean_at=plan.mean_at)")
+    plan = plan_saliency(token_ids, acts, rows, mask, skip_first=skip_first)
     return finish_saliency(plan, act_fn(plan.variants) if plan.variants else [])

@@ -52,12 +52,22 @@ class BuildStageConfig:
     device: str = runtime("auto")
     batch_neurons: int = runtime(8)
     """Units of one layer built together in shared batches (speed only)."""
+    method: str = "paper"
+    """`paper` (today's build) or `improved`: built on the top `ImproveConfig.max_examples`
+    windows (unless `top_k`), then calibrated over every recorded window of the unit (its top
+    windows and the run's random sample); predicts with `search="calibrated"`."""
 
     def n2g_config(self) -> Any:
-        from neuron2graph.n2g.pipeline import N2GConfig
+        from neuron2graph.n2g.pipeline import ImproveConfig, N2GConfig
         from neuron2graph.n2g.saliency import SaliencyConfig
 
-        return N2GConfig(augmenter=self.augmenter, saliency=SaliencyConfig(mask=self.mask))
+        if self.method not in METHODS:
+            raise N2GError(f"unknown method {self.method!r}: use paper or improved")
+        return N2GConfig(augmenter=self.augmenter, saliency=SaliencyConfig(mask=self.mask),
+                         improve=ImproveConfig() if self.method == "improved" else None)
+
+
+METHODS = ("paper", "improved")
 
 
 def recorded_dtype(run: Run) -> str | None:
@@ -120,11 +130,24 @@ class BuildWorker:
         from neuron2graph.n2g.pipeline import NeuronRequest, build_graphs
 
         requests = []
+        improve = self.n2g.improve
         for nid in item.nids():
-            examples = self.run.top_examples(nid, self.config.top_k)
+            top_k = self.config.top_k
+            if improve is not None and top_k is None:
+                top_k = improve.max_examples
+            examples = self.run.top_examples(nid, top_k)
+            calibration = None
+            if improve is not None:  # every recorded window of the unit: top and random text
+                seen = {e.window for e in examples}
+                windows = [*examples, *(e for e in self.run.top_examples(nid)
+                                        if e.window not in seen)]
+                seen |= {e.window for e in windows}
+                windows += [e for e in self.run.sample_examples(nid) if e.window not in seen]
+                calibration = [(list(e.token_ids), list(e.acts)) for e in windows]
             requests.append(NeuronRequest(
                 nid.layer, nid.neuron, [list(e.token_ids) for e in examples],
-                self.run.a_max(nid), acts=[list(e.acts) for e in examples]))
+                self.run.a_max(nid), acts=[list(e.acts) for e in examples],
+                calibration=calibration))
         rows = []
         for nid, res in zip(item.nids(), build_graphs(self.lm, requests, self.n2g,
                                                           source=self.source), strict=True):
