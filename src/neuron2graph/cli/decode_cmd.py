@@ -302,7 +302,7 @@ def clamp_cmd(
     verb = "clamped to" if units == "neurons" else "steered by"
     table = Table(title=f"{source.describe()}: {nid.qualified} {verb} {value:g}, next-token "
                   "probability")
-    for col in ("concept", "p (base)", "p (clamped)", "x"):
+    for col in ("concept", "p (base)", f"p ({verb.split()[0]})", "x"):
         table.add_column(col)
     for c in rep.concepts:
         table.add_row(repr(c.token), f"{c.p_base:.3g}", f"{c.p_clamped:.3g}", f"{c.ratio:.3g}")
