@@ -16,7 +16,8 @@ from neuron2graph.cli.app import JsonOpt, command, emit_json
 RunArg = Annotated[Path, typer.Argument(help="Run directory made by n2g record.")]
 NeuronsOpt = Annotated[str | None, typer.Option(help="Units to use, e.g. 3:41,5:7.")]
 LayersOpt = Annotated[
-    str | None, typer.Option(help="Layers to draw units from, e.g. 0,10 (default: all recorded).")
+    str | None, typer.Option(help="Layers to draw units from, e.g. 0,10, 0-3 or all (default: all "
+                             "recorded).")
 ]
 PerLayerOpt = Annotated[int, typer.Option(help="Random usable units per layer (seeded).")]
 SeedOpt = Annotated[int, typer.Option(help="Seed of the unit draw and of every example draw.")]
@@ -50,16 +51,17 @@ def _setup(run_dir: Path, neurons: str | None, layers: str | None, per_layer: in
     from neuron2graph.explain import storage
     from neuron2graph.explain.examples import ExampleConfig
     from neuron2graph.explain.pipeline import select_units
-    from neuron2graph.ids import NeuronId, parse_layers
+    from neuron2graph.ids import NeuronId, layer_option
     from neuron2graph.store.run import Run
 
+    wanted_layers = layer_option(layers)  # a bad value is refused before anything is opened
     run = Run.open(run_dir)
     cfg = ExampleConfig(ctx_len=ctx_len, n_train=n_train, n_test=n_test, n_negative=n_negative,
                         n_hard=n_hard, train=train, min_act=min_act, seed=seed)  # type: ignore[arg-type]
     cfg.check()
     storage.check_settings(run.path, asdict(cfg), overwrite=overwrite)
     wanted = NeuronId.parse_list(neurons) if neurons else None
-    sel = select_units(run, cfg, neurons=wanted, layers=parse_layers(layers) if layers else None,
+    sel = select_units(run, cfg, neurons=wanted, layers=wanted_layers,
                        per_layer=per_layer)
     if not sel.selected:
         raise N2GError(f"no usable unit ({len(sel.excluded)} excluded: "
