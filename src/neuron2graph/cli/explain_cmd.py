@@ -26,7 +26,8 @@ from neuron2graph.cli.app import (
 RunArg = Annotated[Path, typer.Argument(help="Run directory made by n2g record.")]
 NeuronsOpt = Annotated[str | None, typer.Option(help="Units to use, e.g. 3:41,5:7.")]
 LayersOpt = Annotated[
-    str | None, typer.Option(help="Layers to draw units from, e.g. 0,10 (default: all recorded).")
+    str | None, typer.Option(help="Layers to draw units from, e.g. 0,10, 0-3 or all (default: all "
+                             "recorded).")
 ]
 PerLayerOpt = Annotated[int, typer.Option(help="Random usable units per layer (seeded).")]
 SeedOpt = Annotated[int, typer.Option(help="Seed of the unit draw and of every example draw.")]
@@ -61,10 +62,12 @@ def _examples(seed: int, ctx_len: int, train: str, n_train: int, n_test: int,
 
 
 def _scope(neurons: str | None, layers: str | None) -> dict[str, Any]:
-    from neuron2graph.ids import NeuronId, parse_layers
+    """Scope fields; a bad --layers value is refused before anything is opened."""
+    from neuron2graph.ids import NeuronId, layer_option
 
+    wanted = layer_option(layers)
     return {"neurons": tuple(NeuronId.parse_list(neurons)) if neurons else None,
-            "layers": tuple(parse_layers(layers)) if layers else None}
+            "layers": tuple(wanted) if wanted is not None else None}
 
 
 @command("explain")
