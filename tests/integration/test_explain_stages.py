@@ -181,3 +181,23 @@ def test_intervention_recovers_what_the_units_do(planted: tuple[Path, Path]) -> 
     cell = doc["layers"]["1"]["sentence:tokens"]["intervention.auroc"]
     assert cell["n"] == 2
     assert "intervention.auroc" in (run_dir / "explain" / "table.md").read_text()
+
+
+def test_report_shows_the_explanation_table(planted: tuple[Path, Path], tmp_path: Path) -> None:
+    run_dir, _ = planted
+    _cli("explain", str(run_dir), "--neurons", "1:0,1:1", "--explainer", "tokens",
+         *EXAMPLE_OPTS, "--overwrite")
+    _cli("score", str(run_dir), "--neurons", "1:0,1:1", "--scorers", "intervention",
+         "--judge", "none", "--no-graph", *EXAMPLE_OPTS, "--overwrite")
+    res = runner.invoke(app, ["report", str(run_dir)])  # no eval in this run: explain only
+    assert res.exit_code == 0, res.output
+    assert "## Explanations and scores" in res.output and "| tokens | 1 | ok 2 |" in res.output
+    assert "| sentence:tokens |" in res.output and "Layer 1" in res.output
+    doc = _cli("report", str(run_dir))["explain"]
+    assert doc["scored_units"] == 2 and doc["explainers"] == {"tokens": {"1": {"ok": 2}}}
+    cell = doc["layers"]["1"]["sentence:tokens"]["intervention.auroc"]
+    assert cell["n"] == 2 and 0 <= cell["mean"] <= 1
+    res = runner.invoke(app, ["report", str(run_dir), "--html", str(tmp_path / "site")])
+    assert res.exit_code == 0, res.output
+    html = (tmp_path / "site" / "index.html").read_text()
+    assert 'id="explain-table"' in html and "sentence:tokens" in html
