@@ -122,7 +122,7 @@ def status_command(
         typer.echo(f"{run_dir}: no stage has run yet")
         return
     for name, st in status["stages"].items():
-        typer.echo(f"{name:<8} {st['status']}")
+        typer.echo(f"{name:<16} {st['status']}")
         for layer, c in st["layers"].items():
             pend = "?" if c["pending"] is None else c["pending"]
             typer.echo(f"  layer {layer:>3}: {c['done']:>6} done {c['failed']:>5} failed "

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from neuron2graph.errors import N2GError
-from neuron2graph.files import write_json_atomic, write_text_atomic
+from neuron2graph.files import write_json_atomic
 from neuron2graph.ids import NeuronId
 from neuron2graph.stages.executor import Executor
 from neuron2graph.store import layout
@@ -150,51 +150,38 @@ def _build(plan: RunPlan, run_dir: Path, executor: Executor, progress: bool) -> 
     return f"built {built}, already done {reused}"
 
 
-def _explain_setup(plan: RunPlan, run_dir: Path) -> tuple[Any, Any, list[NeuronId], Any]:
-    """The run, example settings, usable plan units, and the graph provider explain/score share."""
-    from dataclasses import asdict
-
-    from neuron2graph.explain import storage
-    from neuron2graph.explain.examples import ExampleConfig
-    from neuron2graph.explain.pipeline import Graphs, select_units
-    from neuron2graph.store.run import Run
-
-    run = Run.open(run_dir)
-    cfg = ExampleConfig(seed=plan.seed)
-    cfg.check()
-    storage.check_settings(run.path, asdict(cfg), overwrite=False)
-    units = _units(plan, run_dir)
-    sel = select_units(run, cfg, neurons=[NeuronId(la, u) for la, us in units.items() for u in us])
-    graphs = Graphs(run, device=plan.device, augmenter="causal" if plan.augment else None)
-    return run, cfg, sel.selected, graphs
+def _plan_units(plan: RunPlan, run_dir: Path) -> tuple[NeuronId, ...]:
+    return tuple(NeuronId(la, u) for la, us in _units(plan, run_dir).items() for u in us)
 
 
 def _explain(plan: RunPlan, run_dir: Path, executor: Executor, progress: bool) -> str:
-    """The LLM-free explainers (graph, tokens); an LLM explainer needs an endpoint or a chat
-    model, so it stays an explicit `n2g explain --explainer local|openai`."""
-    from neuron2graph.explain.explainers import GraphExplainer, TokensExplainer
-    from neuron2graph.explain.pipeline import explain_units
+    """The LLM-free explainers (graph, tokens) through the explain stage; an LLM explainer needs
+    an endpoint or a chat model, so it stays an explicit `n2g explain --explainer local|openai`."""
+    from neuron2graph.explain.examples import ExampleConfig
+    from neuron2graph.explain.stage import ExplainStageConfig, run
 
-    run, cfg, nids, graphs = _explain_setup(plan, run_dir)
     parts = []
-    for impl in (GraphExplainer(), TokensExplainer()):
-        out = explain_units(run, nids, cfg, impl, graphs=graphs if impl.name == "graph" else None,
-                            progress=progress)
-        parts.append(f"{impl.name}: {out.done} now, {out.reused} already done")
+    for name in ("graph", "tokens"):
+        config = ExplainStageConfig(explainer=name, examples=ExampleConfig(seed=plan.seed),
+                                    augmenter="causal" if plan.augment else None,
+                                    neurons=_plan_units(plan, run_dir), device=plan.device)
+        out = run(config, run_dir, executor=executor, progress=progress)
+        parts.append(f"{name}: {out.explained} now, {out.reused} already done")
     return "explained " + "; ".join(parts)
 
 
 def _score(plan: RunPlan, run_dir: Path, executor: Executor, progress: bool) -> str:
     """Detection, fuzzing, simulation and embedding scores of every explanation, the graph and the
     lookups, without an LLM judge (`n2g score --judge local|openai` adds one)."""
-    from neuron2graph.explain.scoring import Scorers, layer_table, markdown, score_units
+    from neuron2graph.explain.examples import ExampleConfig
+    from neuron2graph.explain.score_stage import ScoreStageConfig, run
 
-    run, cfg, nids, graphs = _explain_setup(plan, run_dir)
-    sc = Scorers(("detection", "fuzz", "simulation", "embedding"))
-    out = score_units(run, nids, cfg, sc, graphs=graphs, progress=progress)
-    (run.path / "explain").mkdir(parents=True, exist_ok=True)
-    write_text_atomic(run.path / "explain" / "table.md", markdown(layer_table(out.rows)) + "\n")
-    return f"scored {out.computed}, already done {out.reused} (table: RUN/explain/table.md)"
+    config = ScoreStageConfig(judge="none", examples=ExampleConfig(seed=plan.seed),
+                              augmenter="causal" if plan.augment else None,
+                              neurons=_plan_units(plan, run_dir), device=plan.device)
+    out = run(config, run_dir, executor=executor, progress=progress)
+    return (f"scored {out.outcome.computed}, already done {len(out.outcome.reused)} "
+            "(table: RUN/explain/table.md)")
 
 
 def _report(plan: RunPlan, run_dir: Path, executor: Executor, progress: bool) -> str:
