@@ -11,9 +11,18 @@ layer sharing batches, save them into the run, and print per neuron:
   once, every-5th-length pruning, full pairwise masking of every pruned and augmented prompt, all
   at full depth) and the ratio.
 
+With `--reference`, the official schedule is also *run* here, on the same model, machine and
+load, for the first `--reference-neurons` neurons of each layer: every forward the official
+algorithm makes on those examples and prompts (each example once; pruning lengths 5, 10, ... four
+per batch; every pruned and augmented prompt with all its single-position masked copies in one
+batch), at full depth through the LM head, as the official TransformerLens code does. It leaves
+out the official code's fill-mask (BERT) forwards and its per-prompt Python overhead, so it is a
+lower bound on the official code's time, and "ours vs reference" a lower bound on the speed-up.
+
 Everything printed is measured in this run; nothing is hard-coded.
 
     python benchmarks/build.py --neurons 5 --layers 0,10,20 --tokens 20000
+    python benchmarks/build.py --neurons 3 --layers 0,10,20 --tokens 20000 --reference
 """
 
 from __future__ import annotations
@@ -28,7 +37,8 @@ from pathlib import Path
 from neuron2graph.corpus import describe_corpus, iter_documents, iter_windows
 from neuron2graph.ids import NeuronId
 from neuron2graph.models import load_model
-from neuron2graph.n2g.pipeline import N2GConfig, NeuronRequest, build_graphs
+from neuron2graph.n2g.graph_io import save_graph
+from neuron2graph.n2g.pipeline import BuildStats, N2GConfig, NeuronRequest, build_graphs
 from neuron2graph.record import RecordConfig, record
 from neuron2graph.store.run import Run
 
@@ -45,6 +55,38 @@ def calibrate(lm: object) -> float:
     return ids.numel() * lm.n_layers / (time.perf_counter() - start)  # type: ignore[attr-defined]
 
 
+OFFICIAL_ANCHOR_S = {0: 36.0, 10: 64.0, 20: 90.0}
+"""The official code's own seconds per neuron with augmentation, measured on this kind of machine
+at another time (DESIGN.md section 6), for the layers it was measured at."""
+
+
+def run_reference(lm: object, stats: BuildStats, prune_batch: int = 4) -> float:
+    """Seconds to run the official schedule recorded in `stats.official_forwards` (full depth,
+    LM head included; token ids drawn at random: a forward's cost does not depend on them)."""
+    import torch
+
+    model = lm.model  # type: ignore[attr-defined]
+    gen = torch.Generator().manual_seed(0)
+    shapes: list[tuple[int, int]] = []
+    prune: list[int] = []
+    for stage, rows, n in stats.official_forwards:
+        if stage == "prune":
+            prune.append(n)
+            if len(prune) == prune_batch:
+                shapes.append((len(prune), max(prune)))
+                prune = []
+        else:
+            shapes.append((rows, n))
+    if prune:
+        shapes.append((len(prune), max(prune)))
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for rows, n in shapes:
+            ids = torch.randint(100, 10_000, (rows, n), generator=gen)
+            model(input_ids=ids, use_cache=False)
+    return time.perf_counter() - start
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--neurons", type=int, default=20, help="neurons per layer")
@@ -55,8 +97,22 @@ def main() -> None:
     ap.add_argument("--top-k", type=int, default=20)
     ap.add_argument("--no-augment", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=0,
+                    help="torch threads (0: torch's default); 1 wastes less on a loaded machine")
+    ap.add_argument("--reference", action="store_true",
+                    help="also run the official schedule on the same examples (slow)")
+    ap.add_argument("--reference-neurons", type=int, default=1,
+                    help="with --reference: run it for this many neurons of each layer")
     args = ap.parse_args()
     layers = [int(x) for x in args.layers.split(",")]
+    import os
+
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"torch threads {torch.get_num_threads()}, {os.cpu_count()} CPUs, load average "
+          f"{os.getloadavg()[0]:.1f} at start", flush=True)
 
     t0 = time.perf_counter()
     lm = load_model("smollm2-135m", device="cpu", dtype="fp32")
@@ -94,7 +150,7 @@ def main() -> None:
         fwd = 0.0
         for n, res in zip(chosen, results, strict=True):
             st = res.stats
-            run.save_graph(res.graph)
+            save_graph(run.path, res.graph)
             fwd += st.forward_seconds
             ratio = st.official_token_layers / st.token_layers if st.token_layers else 0.0
             print(f"{layer}:{n:<6} {st.seconds:8.2f} {st.token_layers:11.0f} "
@@ -110,17 +166,29 @@ def main() -> None:
                 stages[name] = stages.get(name, 0.0) + v
         print("token-layers by stage: " + ", ".join(
             f"{name} {v / tl:.0%}" for name, v in stages.items()) if tl else "")
+        if args.reference:
+            ref = [(n, res.stats.seconds, run_reference(lm, res.stats))
+                   for n, res in list(zip(chosen, results, strict=True))[: args.reference_neurons]]
+            for n, ours, theirs in ref:
+                print(f"reference {layer}:{n}: official schedule {theirs:.1f} s vs ours "
+                      f"{ours:.2f} s (this neuron's share of the layer) = {theirs / ours:.1f}x",
+                      flush=True)
+            totals.setdefault(layer, {}).update(
+                ref_s=statistics.mean(t for _n, _o, t in ref),
+                ours_ref_s=statistics.mean(o for _n, o, _t in ref))
         off = sum(r.stats.official_token_layers for r in results)
-        totals[layer] = {"s_per_neuron": wall / len(chosen), "fwd_share": fwd / wall,
+        totals.setdefault(layer, {}).update({"s_per_neuron": wall / len(chosen),
+                                             "fwd_share": fwd / wall,
                          "tl": tl / len(chosen), "official": off / len(chosen),
                          "ratio": off / tl if tl else 0.0,
                          "median_ratio": statistics.median(
                              r.stats.official_token_layers / r.stats.token_layers
-                             for r in results if r.stats.token_layers)}
+                             for r in results if r.stats.token_layers)})
     throughput.append(calibrate(lm))
     rate = statistics.mean(throughput)
     print(f"\nbare full-depth forward: {throughput[0]:.0f} token-layers/s before, "
-          f"{throughput[1]:.0f} after (machine load varies)")
+          f"{throughput[1]:.0f} after (machine load varies; load average "
+          f"{os.getloadavg()[0]:.1f} at the end)")
     print("\nsummary (wall seconds per neuron with a layer's neurons sharing batches)")
     print(f"{'layer':>5} {'s/neuron':>9} {'fwd share':>9} {'tok-layers/neuron':>18} "
           f"{'official tl/neuron':>19} {'ratio':>6} {'median ratio':>12} {'official s est':>14}")
@@ -130,6 +198,27 @@ def main() -> None:
               f"{t['official'] / rate:14.1f}")
     print("(official s est = official token-layers / the bare full-depth throughput measured "
           "here; a lower bound: it ignores the official code's per-prompt overhead)")
+    if args.reference:
+        print(f"\nours vs the official schedule run here (reference; the first "
+              f"{args.reference_neurons} neuron(s) of each layer, ours = their share of the "
+              "layer's time) and vs the official code's own anchor seconds (DESIGN.md, measured "
+              "at another time; ours = the layer's mean)")
+        print(f"{'layer':>5} {'ours s':>7} {'reference s':>11} {'vs reference':>12} "
+              f"{'ours mean s':>11} {'anchor s':>8} {'vs anchor':>9}")
+        for layer, t in totals.items():
+            anchor = OFFICIAL_ANCHOR_S.get(layer)
+            print(f"{layer:>5} {t['ours_ref_s']:7.2f} {t['ref_s']:11.1f} "
+                  f"{t['ref_s'] / t['ours_ref_s']:11.1f}x {t['s_per_neuron']:11.2f} "
+                  + (f"{anchor:8.0f} {anchor / t['s_per_neuron']:8.1f}x" if anchor else ""))
+        ours_ref = statistics.mean(t["ours_ref_s"] for t in totals.values())
+        ours = statistics.mean(t["s_per_neuron"] for t in totals.values())
+        ref_mean = statistics.mean(t["ref_s"] for t in totals.values())
+        print(f"mean over layers: ours {ours_ref:.2f} s/neuron, reference {ref_mean:.1f} s: "
+              f"{ref_mean / ours_ref:.1f}x (goal: >= 10x)")
+        anchors = [OFFICIAL_ANCHOR_S[la] for la in totals if la in OFFICIAL_ANCHOR_S]
+        if len(anchors) == len(totals):
+            print(f"vs the anchor's mean over these layers ({statistics.mean(anchors):.0f} s): "
+                  f"{statistics.mean(anchors) / ours:.1f}x")
     allw = statistics.mean(t["s_per_neuron"] for t in totals.values())
     print(f"mean over layers: {allw:.2f} s/neuron "
           f"({'no augmentation' if args.no_augment else 'with causal augmentation'}); "

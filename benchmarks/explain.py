@@ -21,8 +21,8 @@ from pathlib import Path
 
 from neuron2graph.explain.examples import ExampleConfig
 from neuron2graph.explain.llm import LocalChat, OpenAIChat
-from neuron2graph.explain.pipeline import Graphs, select_units
-from neuron2graph.explain.scoring import Scorers, score_units
+from neuron2graph.explain.pipeline import Graphs, load_examples, load_explanations, select_units
+from neuron2graph.explain.scoring import Scorers, score_unit
 from neuron2graph.ids import parse_layers
 from neuron2graph.store.run import Run
 
@@ -52,16 +52,23 @@ def _serve(model: str, port: int) -> subprocess.Popen[bytes]:
 
 
 def bench(run: Run, nids: list, cfg: ExampleConfig, judge: object, label: str) -> None:
+    """Score in memory (the run's score files are left alone: this measures, it does not
+    store)."""
     sc = Scorers(SCORERS, judge=judge)
+    graphs = Graphs(run)
     t0 = time.perf_counter()
-    out = score_units(run, nids, cfg, sc, graphs=Graphs(run), overwrite=True, progress=False)
+    rows = []
+    for nid in nids:
+        ex = load_examples(run, nid, cfg)
+        rows.append(score_unit(ex, graphs.get([(nid, ex)])[nid],
+                               load_explanations(run.path, nid), sc, cfg))
     wall = time.perf_counter() - t0
     calls = sum((m.get(s) or {}).get("n", 0) + (m.get(s) or {}).get("failed", 0)
-                for row in out.rows for k, m in row["methods"].items()
+                for row in rows for k, m in row["methods"].items()
                 if k.startswith("sentence:") for s in SCORERS)
     model_s = float(getattr(judge, "seconds", 0.0))
-    print(f"{label:>10}: {len(out.rows)} units in {wall:.1f} s = "
-          f"{60 * len(out.rows) / wall:.1f} units/min; {calls} judge calls "
+    print(f"{label:>10}: {len(rows)} units in {wall:.1f} s = "
+          f"{60 * len(rows) / wall:.1f} units/min; {calls} judge calls "
           f"({calls / wall:.1f}/s); {100 * model_s / wall:.0f}% of wall time in judge calls")
 
 

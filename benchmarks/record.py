@@ -9,9 +9,13 @@
    alternating a/b batch by batch (the order flips every batch) in one process, so that the
    noise of a shared machine hits both alike. Printed: tokens/s of each and the ratio b/a
    (target >= 0.85).
-2. Memory: `record()` over each corpus size in a fresh subprocess; printed: its peak RSS (the
-   model included) and its end-to-end tokens/s. Equal peaks at both sizes = memory does not grow
-   with the corpus.
+2. End to end and memory: in a fresh subprocess per corpus size, first the bare truncated
+   forward over exactly the windows `record()` will read (windows prepared beforehand, not
+   timed), then the whole `record()` call (corpus reading, tokenising, windowing, forwards,
+   folding, checkpoints, the final files and index; the model is loaded before either). Printed:
+   both tokens/s and their ratio (target >= 0.9), where `record()`'s time went (forward, fold,
+   checkpoints, final write, the rest: corpus, tokenising, batching, start-up), and its peak RSS.
+   Equal peaks at both sizes = memory does not grow with the corpus.
 
 Every figure printed is measured in this run; nothing is hard-coded.
 """
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import subprocess
@@ -66,25 +71,65 @@ def throughput(model: str, layers: list[int], batch_size: int, n_batches: int) -
             "bare_tok_s": tokens / bare, "record_tok_s": tokens / rec, "ratio": bare / rec}
 
 
+def bare_over(lm: object, layers: list[int], batch_size: int, max_tokens: int) -> dict[str, float]:
+    """The bare truncated forward over the windows `record()` reads for `max_tokens` (the same
+    batching), windows prepared before the clock starts."""
+    from neuron2graph.corpus import iter_documents, iter_windows
+    from neuron2graph.record.recorder import _batches, forward_batch
+
+    tok = lm.tokenizer  # type: ignore[attr-defined]
+    windows = iter_windows(iter_documents("default"), tok, length=64)
+    chunks = list(_batches(windows, batch_size, max_tokens, 64))
+    pad, bos = int(tok.pad_token_id or 0), tok.bos_token_id
+    t0 = time.perf_counter()
+    for chunk in chunks:
+        forward_batch(lm, chunk, layers, 64, pad, bos)  # type: ignore[arg-type]
+    dt = time.perf_counter() - t0
+    tokens = sum(len(w.token_ids) for c in chunks for w in c)
+    return {"tokens": tokens, "seconds": dt, "tok_s": tokens / dt}
+
+
+def _timed(module: object, name: str, acc: dict[str, float], label: str) -> None:
+    """Wrap `module.name` so that its seconds add up under `acc[label]`."""
+    fn = getattr(module, name)
+
+    def wrapper(*a: object, **kw: object) -> object:
+        t0 = time.perf_counter()
+        try:
+            return fn(*a, **kw)
+        finally:
+            acc[label] = acc.get(label, 0.0) + time.perf_counter() - t0
+
+    setattr(module, name, wrapper)
+
+
 def peak_memory_child(model: str, layers: list[int], batch_size: int, max_tokens: int) -> None:
-    """Run in a subprocess: record `max_tokens` tokens, print JSON with peak RSS and speed."""
+    """Run in a subprocess: bare forward then `record()` over `max_tokens` tokens; print JSON
+    with both speeds, where record()'s time went, and its peak RSS."""
     from neuron2graph.corpus import describe_corpus, iter_documents, iter_windows
     from neuron2graph.models import load_model
-    from neuron2graph.record import RecordConfig, record
+    from neuron2graph.record import RecordConfig, record, recorder
 
     lm = load_model(model, device="cpu")
     rss_model = _status_kb("VmRSS")
+    bare = bare_over(lm, layers, batch_size, max_tokens)
+    parts: dict[str, float] = {}
+    for name, label in (("forward_batch", "forward"), ("fold_batch", "fold"),
+                        ("save_checkpoint", "checkpoints"), ("finalize", "final write")):
+        _timed(recorder, name, parts, label)
     reset = _reset_peak()  # loading the model peaks higher than it settles: measure from here
-    windows = iter_windows(iter_documents("default"), lm.tokenizer, length=64)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
+        windows = iter_windows(iter_documents("default"), lm.tokenizer, length=64)
         run = record(lm, windows, layers, Path(tmp) / "run",
                      RecordConfig(batch_size=batch_size, max_tokens=max_tokens),
                      progress=False, corpus=describe_corpus("default"))
         dt = time.perf_counter() - t0
         tokens = int(run.manifest["tokens"])
     rss = _status_kb("VmHWM") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    parts["rest"] = dt - sum(parts.values())
     print(json.dumps({"tokens": tokens, "seconds": dt, "tok_s": tokens / dt,
+                      "bare": bare, "parts": parts,
                       "peak_rss_mb": rss / 1024, "rss_after_model_load_mb": rss_model / 1024,
                       "peak_reset": reset}))
 
@@ -141,9 +186,16 @@ def main() -> None:
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
         m = json.loads(out.strip().splitlines()[-1])
         what = "peak RSS while recording" if m["peak_reset"] else "peak RSS incl. model load"
-        print(f"record() over {m['tokens']:>7} tokens: {what} {m['peak_rss_mb']:7.0f} MB "
-              f"(RSS after model load {m['rss_after_model_load_mb']:.0f} MB), "
-              f"{m['tok_s']:.0f} tokens/s end to end, {m['seconds']:.1f} s")
+        bare = m["bare"]
+        print(f"record() over {m['tokens']:>7} tokens: {m['tok_s']:.0f} tokens/s end to end "
+              f"({m['seconds']:.1f} s) vs bare truncated forward {bare['tok_s']:.0f} tokens/s on "
+              f"the same {bare['tokens']} tokens: ratio {m['tok_s'] / bare['tok_s']:.2f} "
+              "(target >= 0.9)")
+        print("    record() time: " + ", ".join(
+            f"{k} {v:.1f} s ({v / m['seconds']:.0%})" for k, v in m["parts"].items()))
+        print(f"    {what} {m['peak_rss_mb']:.0f} MB "
+              f"(RSS after model load {m['rss_after_model_load_mb']:.0f} MB)")
+    print(f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
 
 
 if __name__ == "__main__":

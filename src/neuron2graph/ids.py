@@ -77,6 +77,13 @@ NeuronId = UnitId
 """The name used before units generalised neurons; `NeuronId(3, 41)` is the MLP neuron 3:41."""
 
 
+ALL_LAYERS = "all"
+"""The `--layers` value meaning every layer (which ones, the command knows: see `layer_option`)."""
+
+LAYERS_HELP = "e.g. 0,1,2, 0-3, 0-3,10 or all"
+"""How a `--layers` value is written (in help texts and error messages)."""
+
+
 def parse_layers(text: str) -> list[int]:
     """Parse `0,1,2`, `0-3` or `0-3,10` into a sorted list of distinct layer indices."""
     layers: set[int] = set()
@@ -93,9 +100,23 @@ def parse_layers(text: str) -> list[int]:
             else:
                 layers.add(int(part))
         except ValueError:
-            raise N2GError(f"bad layer list {text!r}: write e.g. 0,1,2 or 0-3") from None
+            raise N2GError(f"bad layer list {text!r}: write {LAYERS_HELP}") from None
     if not layers:
-        raise N2GError("no layers given: pass e.g. --layers 0-3")
+        raise N2GError(f"no layers given: pass e.g. --layers 0-3 (or --layers {ALL_LAYERS})")
     if min(layers) < 0:
         raise N2GError(f"bad layer list {text!r}: layers are counted from 0")
     return sorted(layers)
+
+
+def layer_option(text: str | None) -> list[int] | None:
+    """A `--layers` value as every command reads it: None means every layer, else the list.
+
+    None comes from an absent option or `all`; the command resolves it (the model's layers for
+    record, decode and run; the run's recorded layers for eval and explain), so this one helper
+    needs no model. A bad value is one line naming the accepted forms.
+    """
+    if text is None:
+        return None
+    if text.strip().lower() == ALL_LAYERS:
+        return None
+    return parse_layers(text)

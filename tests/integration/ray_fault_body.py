@@ -1,9 +1,11 @@
 """Body of test_ray_executor.py, run inside its own network namespace (`unshare -n`).
 
-argv: RUN_KILL_WORKER RUN_KILL_DRIVER TEMP_DIR. Starts a local Ray cluster on 127.0.0.1, builds
-graphs on RUN_KILL_WORKER with 2 actors while one actor process is SIGKILLed mid-item, then runs
-`n2g build --executor ray` drivers on RUN_KILL_DRIVER against the same cluster: the first one is
-SIGKILLed after a few units, the second resumes. Prints one JSON document of what happened.
+argv: RUN_KILL_WORKER RUN_KILL_DRIVER TEMP_DIR RUN_EVAL. Starts a local Ray cluster on 127.0.0.1,
+builds graphs on RUN_KILL_WORKER with 2 actors while one actor process is SIGKILLed mid-item, then
+runs `n2g build --executor ray` drivers on RUN_KILL_DRIVER against the same cluster: the first one
+is SIGKILLed after a few units, the second resumes. Last, `n2g eval --executor ray` (EVAL_ARGS,
+2 actors) evaluates RUN_EVAL, for the test to compare with a local evaluation. Prints one JSON
+document of what happened.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ from neuron2graph.stages.ray_executor import RayExecutor
 CONFIG = BuildStageConfig(layer=1, sample=8, batch_neurons=1, augmenter=None, device="cpu")
 BUILD_ARGS = ["--layer", "1", "--sample", "8", "--batch-neurons", "1", "--no-augment",
               "--device", "cpu"]
+EVAL_ARGS = ["--layers", "1", "--per-layer", "4", "--augmenter", "none", "--device", "cpu",
+             "--quiet", "--json"]
+"""`n2g eval` options shared by the Ray run here and the local run in the test."""
 
 
 class KillingExecutor(RayExecutor):
@@ -59,7 +64,7 @@ def n_done(run_dir: str) -> int:
 
 
 def main() -> None:
-    run_worker, run_driver, temp = sys.argv[1:4]
+    run_worker, run_driver, temp, run_eval = sys.argv[1:5]
     t0 = time.perf_counter()
     info = ray.init(num_cpus=2, include_dashboard=False, _temp_dir=temp, log_to_driver=False)
     out: dict[str, Any] = {"node_ip": ray.util.get_node_ip_address(),
@@ -84,6 +89,13 @@ def main() -> None:
     out["driver_kill"].update(rc2=second.returncode,
                               skipped=sum(r["status"] != "built" for r in rows),
                               built=sum(r["status"] == "built" for r in rows))
+    t1 = time.perf_counter()
+    ev = subprocess.run([sys.executable, "-m", "neuron2graph", "eval", run_eval, *EVAL_ARGS,
+                         "--executor", "ray", "--address", out["address"], "--workers", "2",
+                         "--cpus-per-worker", "0.5"], capture_output=True, text=True,
+                        timeout=180)
+    out["eval"] = {"rc": ev.returncode, "stderr": ev.stderr[-2000:],
+                   "seconds": round(time.perf_counter() - t1, 1)}
     out["total_s"] = round(time.perf_counter() - t0, 1)
     ray.shutdown()
     print(json.dumps(out))

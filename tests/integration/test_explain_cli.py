@@ -45,8 +45,14 @@ def test_explain_score_search(planted: tuple[Path, Path]) -> None:
     assert doc["explained"] == 2
     pair = json.loads((run / "explain/explanations/graph/1_1.json").read_text())["text"]
     assert "except" in pair and "all" in pair  # the sentence names the context
-    again = _cli("explain", str(run), "--neurons", UNITS, "--explainer", "graph", *EXAMPLE_OPTS)
+    again = _cli("explain", str(run), "--neurons", UNITS, "--explainer", "graph",
+                 "--augmenter", "none", *EXAMPLE_OPTS)
     assert again["reused"] == 2 and again["explained"] == 0
+    other = runner.invoke(app, ["explain", str(run), "--neurons", UNITS, "--explainer", "graph",
+                                *EXAMPLE_OPTS, "--quiet"])  # another augmenter: refused
+    assert other.exit_code == 2 and "augmenter: None -> 'causal'" in other.output
+    manifests = sorted(p.name for p in (run / "stages").glob("*.json"))
+    assert {"explain-graph.json", "explain-tokens.json"} <= set(manifests)
 
     doc = _cli("score", str(run), "--neurons", UNITS, "--judge", "local", "--judge-model",
                str(model_dir), "--scorers", "detection,fuzz,simulation,surprisal",

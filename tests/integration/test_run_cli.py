@@ -72,3 +72,36 @@ def test_run_refuses_bad_input_in_one_line(tmp_path: Path) -> None:
     assert res.exit_code == 2 and "unknown key 'modle'" in res.output
     res = runner.invoke(app, ["run", str(tmp_path / "r"), "--layers", "0", "--workers", "2"])
     assert res.exit_code == 2 and "--executor ray" in res.output
+
+
+def test_run_layers_all_records_builds_and_decodes_every_layer(tmp_path: Path) -> None:
+    model = save_tiny_model(tmp_path / "model")
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    out = tmp_path / "run"
+    args = ["run", str(out), "--model", str(model), "--corpus", str(corpus), "--layers", "all",
+            "--per-layer", "1", "--window", "16", "--max-tokens", "0", "--no-augment",
+            "--device", "cpu", "--stages", "record,build,decode", "--quiet", "--json"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    n_layers = json.loads((out / "run.json").read_text())["n_layers"]
+    assert n_layers >= 2
+    assert json.loads((out / "run.json").read_text())["layers"] == list(range(n_layers))
+    assert sorted(p.name for p in (out / "graphs").iterdir()) == [str(i) for i in range(n_layers)]
+    report = json.loads(res.stdout)
+    assert report[1]["detail"] == f"built {n_layers}, already done 0"
+    again = runner.invoke(app, args)  # "all" resolves to the same layers: nothing redone
+    assert again.exit_code == 0, again.output
+    redo = json.loads(again.stdout)
+    assert redo[0]["detail"] == "already recorded (same configuration)"
+    assert redo[1]["detail"] == f"built 0, already done {n_layers}"
+
+
+def test_every_layers_option_refuses_a_bad_value_in_one_line(tmp_path: Path) -> None:
+    run_dir = str(tmp_path / "r")
+    for cmd in (["record", "--out", run_dir], ["eval", run_dir], ["explain", run_dir],
+                ["score", run_dir], ["decode"], ["find-neurons", "--token", "x"],
+                ["compare-models", "-m", "a", "-m", "b"], ["run", run_dir]):
+        res = runner.invoke(app, [*cmd, "--layers", "al"])
+        assert res.exit_code == 2, (cmd, res.output)
+        lines = res.output.strip().splitlines()
+        assert lines == ["error: bad layer list 'al': write e.g. 0,1,2, 0-3, 0-3,10 or all"], cmd

@@ -205,3 +205,32 @@ def test_compare_neurons_latents_and_random_latents(env: dict[str, Path], tmp_pa
     (other / "eval" / "results.json").write_text(json.dumps(results))
     res = runner.invoke(app, ["compare", str(runs[0]), str(other)])
     assert res.exit_code == 2 and "n_train differ: n_train=2 vs 3" in res.output
+
+
+def test_intervention_steers_the_latent(env: dict[str, Path]) -> None:
+    """The intervention scorer steers a latent through the run's unit source (adds
+    value x W_dec[3], the unembedding row of 'cat'): an explanation naming `cat` tops it."""
+    from neuron2graph.explain.examples import ExampleConfig
+    from neuron2graph.explain.pipeline import Graphs, load_examples
+    from neuron2graph.explain.scorers.intervention import InterventionScorer
+    from neuron2graph.ids import NeuronId
+    from neuron2graph.store.run import Run
+
+    run = Run.open(env["run-sae"])
+    opts = ["--ctx-len", "8", "--n-train", "3", "--n-test", "3", "--n-negative", "4",
+            "--n-hard", "2"]
+    cfg = ExampleConfig(ctx_len=8, n_train=3, n_test=3, n_negative=4, n_hard=2)
+    lm, source = Graphs(run, device="cpu").loaded()
+    assert source.site != "mlp"  # the SAE's latents, not the model's neurons
+    ex = load_examples(run, NeuronId(1, 3), cfg, save=False)
+    scorer = InterventionScorer(lm, source, strength=4.0)
+    cat = scorer.score(ex, "`cat`")
+    assert cat["auroc"] > 0.95 and cat["shift"] > 0 and cat["failed"] == 0
+    assert "cat" in cat["promoted"][0]
+    _json(["explain", str(run.path), "--neurons", LATENT, "--explainer", "tokens", *opts, "-q"])
+    doc = _json(["score", str(run.path), "--neurons", LATENT, "--scorers", "intervention",
+                 "--judge", "none", "--no-graph", *opts, "-q"])
+    assert doc["computed"] == 1 and doc["failed_calls"] == {}
+    row = json.loads((run.path / "explain" / "scores" / "1_3.json").read_text())
+    entry = row["methods"]["sentence:tokens"]["intervention"]
+    assert entry["n"] > 0 and entry["kl"] > 0 and entry["value"] > 0

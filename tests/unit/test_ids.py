@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from neuron2graph.errors import N2GError
-from neuron2graph.ids import NeuronId, UnitId, parse_layers
+from neuron2graph.ids import NeuronId, UnitId, layer_option, parse_layers
 
 
 def test_parse_and_str_round_trip() -> None:
@@ -78,6 +78,18 @@ def test_parse_layers_negative() -> None:
     # "-1" parses as an empty low bound; either way it must be rejected, never read as layer 1.
     with pytest.raises(N2GError):
         parse_layers("-1")
+
+
+@pytest.mark.parametrize("text", [None, "all", " ALL "])
+def test_layer_option_all_means_every_layer(text: str | None) -> None:
+    assert layer_option(text) is None
+
+
+def test_layer_option_parses_lists_and_names_all_in_its_error() -> None:
+    assert layer_option("0-2,5") == [0, 1, 2, 5]
+    for bad in ("al", "all,3", "0-x"):
+        with pytest.raises(N2GError, match=r"^bad layer list .*or all$"):
+            layer_option(bad)
 
 
 def test_unit_ids_carry_a_site_and_a_qualified_form() -> None:

@@ -17,7 +17,7 @@ from neuron2graph.cli.app import DeviceOpt, DtypeOpt, JsonOpt, ModelOpt, command
 from neuron2graph.errors import N2GError
 
 LayersOpt = Annotated[
-    str | None, typer.Option("--layers", "-l", help="Layers, e.g. 0-3,10 (default: all).")
+    str | None, typer.Option("--layers", "-l", help="Layers, e.g. 0-3,10 or all (the default).")
 ]
 NeuronChunkOpt = Annotated[
     int, typer.Option("--chunk-size", min=1, help="Neurons per block (bounds memory).")
@@ -37,13 +37,11 @@ def _load(model: str, device: str, dtype: str) -> Any:
     return load_model(model, device=device, dtype=None if dtype == "auto" else dtype)
 
 
-def _layers(text: str | None, n_layers: int, source: Any = None) -> list[int]:
-    """`--layers` (default: every layer that has units), each checked against the source."""
-    from neuron2graph.ids import parse_layers
-
-    if text is None:
+def _layers(layers: list[int] | None, n_layers: int, source: Any = None) -> list[int]:
+    """`--layers` as parsed by `layer_option` (None: every layer that has units), each checked
+    against the model and the source."""
+    if layers is None:
         return list(range(n_layers)) if source is None else source.layers()
-    layers = parse_layers(text)
     if layers and layers[-1] >= n_layers:
         raise N2GError(
             f"layer {layers[-1]} is out of range: the model has layers 0..{n_layers - 1}"
@@ -103,8 +101,9 @@ def decode_cmd(
     which discards earlier layers); a run recorded with other units decodes its own units.
     """
     from neuron2graph.decode import KINDS
-    from neuron2graph.ids import NeuronId
+    from neuron2graph.ids import NeuronId, layer_option
 
+    wanted_layers = layer_option(layers)  # a bad value is refused before the model loads
     kind_list = [k.strip() for k in kinds.split(",") if k.strip()]
     if not kind_list or any(k not in KINDS for k in kind_list):
         raise N2GError(f"bad --kinds {kinds!r}: use a comma list of {', '.join(KINDS)}")
@@ -122,7 +121,7 @@ def decode_cmd(
             wanted.setdefault(nid.layer, []).append(nid.neuron)
         layer_list = sorted(wanted)
     else:
-        layer_list = _layers(layers, lm.n_layers, source)
+        layer_list = _layers(wanted_layers, lm.n_layers, source)
     start = time.perf_counter()
     results: list[dict[str, Any]] = []
     from tqdm import tqdm
@@ -176,7 +175,7 @@ def _decode_out(out: Path, model: str, layers: str | None, neurons: str | None, 
     """`n2g decode --out RUN`: the decode stage (whole layers; --neurons picks their layers).
     The run's own units are decoded; `--units` other than neurons must name them."""
     from neuron2graph.decode.stage import DecodeStageConfig, run
-    from neuron2graph.ids import NeuronId, parse_layers
+    from neuron2graph.ids import NeuronId, layer_option
     from neuron2graph.store import layout
 
     if units != "neurons":
@@ -193,8 +192,9 @@ def _decode_out(out: Path, model: str, layers: str | None, neurons: str | None, 
     layer_list: tuple[int, ...] | None = None
     if neurons is not None:
         layer_list = tuple(sorted({n.layer for n in NeuronId.parse_list(neurons)}))
-    elif layers is not None:
-        layer_list = tuple(parse_layers(layers))
+    else:
+        wanted = layer_option(layers)
+        layer_list = None if wanted is None else tuple(wanted)
     config = DecodeStageConfig(model=model, layers=layer_list, top=top, kinds=tuple(kinds),
                                dtype=None if dtype == "auto" else dtype, device=device,
                                chunk_size=chunk_size, vocab_chunk_size=vocab_chunk_size)
@@ -233,11 +233,13 @@ def find_neurons_cmd(
 
     Neurons by default; `--units sae:PATH` ranks SAE latents by their decoder rows."""
     from neuron2graph.decode import find_neurons, single_token_id
+    from neuron2graph.ids import layer_option
 
+    wanted = layer_option(layers)  # a bad value is refused before the model loads
     lm = _load(model, device, dtype)
     source = _source(lm, units)
     token_id = single_token_id(lm.tokenizer, token)
-    hits = find_neurons(lm, token_id, top=top, layers=_layers(layers, lm.n_layers, source),
+    hits = find_neurons(lm, token_id, top=top, layers=_layers(wanted, lm.n_layers, source),
                         by=by, source=source)
     for h in hits:
         h["id"] = source.unit_id(h["layer"], h["neuron"]).qualified
@@ -337,7 +339,9 @@ def compare_models_cmd(
     """Per layer, the share of neurons whose top decoded token is the same in two models."""
     from neuron2graph.decode import KINDS, compare_models, plot_comparison
     from neuron2graph.decode.compare import check_compatible
+    from neuron2graph.ids import layer_option
 
+    wanted = layer_option(layers)
     if len(model) != 2:
         raise N2GError(f"compare-models needs exactly two models, got {len(model)}: pass "
                        "--model A --model B")
@@ -349,7 +353,7 @@ def compare_models_cmd(
     a = _load(model[0], device, dtypes[0])
     b = _load(model[1], device, dtypes[-1])
     check_compatible(a, b)
-    cmp = compare_models(a, b, _layers(layers, a.n_layers), top=top, kind=kind,
+    cmp = compare_models(a, b, _layers(wanted, a.n_layers), top=top, kind=kind,
                          neuron_chunk=chunk_size, vocab_chunk=vocab_chunk_size)
     doc = cmp.to_dict()
     if out is not None:

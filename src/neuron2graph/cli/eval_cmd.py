@@ -7,7 +7,19 @@ from typing import Annotated
 
 import typer
 
-from neuron2graph.cli.app import DeviceOpt, DtypeOpt, JsonOpt, command, emit_json
+from neuron2graph.cli.app import (
+    AddressOpt,
+    CpusOpt,
+    DeviceOpt,
+    DtypeOpt,
+    ExecutorOpt,
+    GpusOpt,
+    JsonOpt,
+    WorkersOpt,
+    command,
+    emit_json,
+    executor_from_options,
+)
 
 
 @command("eval")
@@ -15,8 +27,8 @@ def eval_command(
     run_dir: Annotated[Path, typer.Argument(help="Run directory made by n2g record.")],
     layers: Annotated[
         str | None,
-        typer.Option(help="Layers to sample neurons from, e.g. 0,5,10 or 0-3 (default: all "
-                     "recorded layers)."),
+        typer.Option(help="Layers to sample neurons from, e.g. 0,5,10, 0-3 or all (default: "
+                     "all recorded layers)."),
     ] = None,
     per_layer: Annotated[
         int, typer.Option(help="Random alive neurons per layer (the paper: 50).")
@@ -82,6 +94,11 @@ def eval_command(
         bool, typer.Option("--overwrite", help="Discard earlier results in RUN/eval first.")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    executor_name: ExecutorOpt = "local",
+    address: AddressOpt = None,
+    workers: WorkersOpt = None,
+    cpus_per_worker: CpusOpt = 1.0,
+    gpus_per_worker: GpusOpt = 0.0,
     json_out: JsonOpt = False,
 ) -> None:
     """Evaluate graphs on held-out top examples (paper §4), with baselines and false firing.
@@ -89,20 +106,27 @@ def eval_command(
     Per neuron: split its top examples 10/10 (seeded), build on train, predict test; score N2G,
     N2G with the official code's choices, token lookup and 5-gram lookup. Finished neurons are
     saved one by one in RUN/eval/neurons, so a killed run resumes where it stopped. Writes
-    RUN/eval/results.json, table.md and f1_by_layer.png.
+    RUN/eval/results.json, table.md and f1_by_layer.png. With --executor ray, batches run on
+    Ray actors (one model replica each; docs/scale.md); results are the same.
     """
     from neuron2graph.evaluate.report import markdown_table, summary
     from neuron2graph.evaluate.run import evaluate
-    from neuron2graph.ids import NeuronId, parse_layers
+    from neuron2graph.ids import NeuronId, layer_option
+    from neuron2graph.stages.executor import close_executor
 
-    done = evaluate(
-        run_dir, layers=parse_layers(layers) if layers else None, per_layer=per_layer,
-        neurons=NeuronId.parse_list(neurons) if neurons else None, seed=seed, top_k=top_k,
-        n_train=n_train, min_firing_examples=min_firing_examples, official=official,
-        false_firing=false_firing, improved=improved, protocol=protocol, split=split,
-        min_act=min_act, augmenter=augmenter, batch_neurons=batch_neurons,
-        max_minutes=max_minutes, device=device, dtype=None if dtype == "auto" else dtype,
-        overwrite=overwrite, progress=not quiet and not json_out)
+    executor = executor_from_options(executor_name, address, workers, cpus_per_worker,
+                                     gpus_per_worker)
+    try:
+        done = evaluate(
+            run_dir, layers=layer_option(layers), per_layer=per_layer,
+            neurons=NeuronId.parse_list(neurons) if neurons else None, seed=seed, top_k=top_k,
+            n_train=n_train, min_firing_examples=min_firing_examples, official=official,
+            false_firing=false_firing, improved=improved, protocol=protocol, split=split,
+            min_act=min_act, augmenter=augmenter, batch_neurons=batch_neurons,
+            max_minutes=max_minutes, device=device, dtype=None if dtype == "auto" else dtype,
+            overwrite=overwrite, progress=not quiet and not json_out, executor=executor)
+    finally:
+        close_executor(executor)
     results, paths, outcome = done.results, done.paths, done.outcome
     if json_out:
         emit_json(summary(results))

@@ -1,7 +1,7 @@
 """`n2g explain` and `n2g score`: sentences for units, and scores for every kind of explanation.
 
-Thin: options become an `ExampleConfig`, an explainer or judges, and the library functions of
-`neuron2graph.explain` do the work (docs/explain.md).
+Thin: options become an `ExplainStageConfig` / `ScoreStageConfig` and the stages'
+`run(config, run_dir)` (explain/stage.py, explain/score_stage.py) do the work (docs/explain.md).
 """
 
 from __future__ import annotations
@@ -11,12 +11,23 @@ from typing import Annotated, Any
 
 import typer
 
-from neuron2graph.cli.app import JsonOpt, command, emit_json
+from neuron2graph.cli.app import (
+    AddressOpt,
+    CpusOpt,
+    ExecutorOpt,
+    GpusOpt,
+    JsonOpt,
+    WorkersOpt,
+    command,
+    emit_json,
+    executor_from_options,
+)
 
 RunArg = Annotated[Path, typer.Argument(help="Run directory made by n2g record.")]
 NeuronsOpt = Annotated[str | None, typer.Option(help="Units to use, e.g. 3:41,5:7.")]
 LayersOpt = Annotated[
-    str | None, typer.Option(help="Layers to draw units from, e.g. 0,10 (default: all recorded).")
+    str | None, typer.Option(help="Layers to draw units from, e.g. 0,10, 0-3 or all (default: all "
+                             "recorded).")
 ]
 PerLayerOpt = Annotated[int, typer.Option(help="Random usable units per layer (seeded).")]
 SeedOpt = Annotated[int, typer.Option(help="Seed of the unit draw and of every example draw.")]
@@ -41,44 +52,22 @@ OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Redo finished u
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 
 
-def _setup(run_dir: Path, neurons: str | None, layers: str | None, per_layer: int, seed: int,
-           ctx_len: int, train: str, n_train: int, n_test: int, n_negative: int, n_hard: int,
-           min_act: float, overwrite: bool) -> tuple[Any, Any, Any]:
-    from dataclasses import asdict
-
-    from neuron2graph.errors import N2GError
-    from neuron2graph.explain import storage
+def _examples(seed: int, ctx_len: int, train: str, n_train: int, n_test: int,
+              n_negative: int, n_hard: int, min_act: float) -> Any:
     from neuron2graph.explain.examples import ExampleConfig
-    from neuron2graph.explain.pipeline import select_units
-    from neuron2graph.ids import NeuronId, parse_layers
-    from neuron2graph.store.run import Run
 
-    run = Run.open(run_dir)
-    cfg = ExampleConfig(ctx_len=ctx_len, n_train=n_train, n_test=n_test, n_negative=n_negative,
-                        n_hard=n_hard, train=train, min_act=min_act, seed=seed)  # type: ignore[arg-type]
-    cfg.check()
-    storage.check_settings(run.path, asdict(cfg), overwrite=overwrite)
-    wanted = NeuronId.parse_list(neurons) if neurons else None
-    sel = select_units(run, cfg, neurons=wanted, layers=parse_layers(layers) if layers else None,
-                       per_layer=per_layer)
-    if not sel.selected:
-        raise N2GError(f"no usable unit ({len(sel.excluded)} excluded: "
-                       f"{sel.excluded[0]['reason'] if sel.excluded else 'none recorded'})")
-    return run, cfg, sel
+    return ExampleConfig(ctx_len=ctx_len, n_train=n_train, n_test=n_test,
+                         n_negative=n_negative, n_hard=n_hard, train=train,  # type: ignore[arg-type]
+                         min_act=min_act, seed=seed)
 
 
-def chat_model(kind: str, model: str | None, base_url: str | None, concurrency: int,
-               timeout: float, device: str) -> Any:
-    from neuron2graph.errors import N2GError
-    from neuron2graph.explain.llm import LocalChat, OpenAIChat
+def _scope(neurons: str | None, layers: str | None) -> dict[str, Any]:
+    """Scope fields; a bad --layers value is refused before anything is opened."""
+    from neuron2graph.ids import NeuronId, layer_option
 
-    if kind == "local":
-        return LocalChat(model or "smollm2-135m", device=device, batch_size=concurrency)
-    if kind == "openai":
-        if not model:
-            raise N2GError("--explainer/--judge openai needs --model (the endpoint's model name)")
-        return OpenAIChat(model, base_url=base_url, concurrency=concurrency, timeout=timeout)
-    raise N2GError(f"unknown model backend {kind!r}: use local or openai")
+    wanted = layer_option(layers)
+    return {"neurons": tuple(NeuronId.parse_list(neurons)) if neurons else None,
+            "layers": tuple(wanted) if wanted is not None else None}
 
 
 @command("explain")
@@ -115,42 +104,40 @@ def explain_command(
     augmenter: Annotated[str, typer.Option(help="N2G augmenter for graphs: causal or none.")] = (
         "causal"),
     device: DeviceOpt = "cpu",
+    executor_name: ExecutorOpt = "local",
+    address: AddressOpt = None,
+    workers: WorkersOpt = None,
+    cpus_per_worker: CpusOpt = 1.0,
+    gpus_per_worker: GpusOpt = 0.0,
     overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Write one explanation per unit into RUN/explain/explanations/<explainer>/ (resumable)."""
-    from neuron2graph.errors import N2GError
-    from neuron2graph.explain.explainers import GraphExplainer, LLMExplainer, TokensExplainer
-    from neuron2graph.explain.pipeline import Graphs, explain_units
+    """Write one explanation per unit into RUN/explain/explanations/<explainer>/ (resumable;
+    manifest RUN/stages/explain-<explainer>.json)."""
+    from neuron2graph.explain.stage import ExplainStageConfig, run
+    from neuron2graph.stages.executor import close_executor
 
-    run, cfg, sel = _setup(run_dir, neurons, layers, per_layer, seed, ctx_len, train, n_train,
-                           n_test, n_negative, n_hard, min_act, overwrite)
-    graphs = None
-    impl: Any
-    if explainer == "graph":
-        impl = GraphExplainer()
-        graphs = Graphs(run, device=device, augmenter=None if augmenter == "none" else augmenter)
-    elif explainer == "tokens":
-        impl = TokensExplainer()
-    elif explainer in ("local", "openai"):
-        impl = LLMExplainer(chat_model(explainer, model, base_url, concurrency, timeout, device),
-                            explainer, max_tokens=max_new_tokens, max_examples=max_examples)
-    else:
-        raise N2GError(f"unknown explainer {explainer!r}: use graph, tokens, local or openai")
-    out = explain_units(run, sel.selected, cfg, impl, graphs=graphs, batch=max(1, concurrency),
-                        overwrite=overwrite, progress=not quiet and not json_out)
-    doc = {"run": str(run.path), "explainer": explainer, "units": [str(n) for n in sel.selected],
-           "excluded": sel.excluded, "explained": out.done, "reused": out.reused,
-           "status": out.counts, "seconds": round(out.seconds, 2),
-           "model_seconds": round(out.model_seconds, 2),
-           "seconds_per_unit": round(out.seconds / out.done, 3) if out.done else None}
+    config = ExplainStageConfig(
+        explainer=explainer, model=model, max_examples=max_examples,
+        max_new_tokens=max_new_tokens, augmenter=None if augmenter == "none" else augmenter,
+        examples=_examples(seed, ctx_len, train, n_train, n_test, n_negative, n_hard, min_act),
+        per_layer=per_layer, base_url=base_url, concurrency=concurrency, timeout=timeout,
+        device=device, **_scope(neurons, layers))
+    config.check()
+    executor = executor_from_options(executor_name, address, workers, cpus_per_worker,
+                                     gpus_per_worker)
+    try:
+        out = run(config, run_dir, executor=executor, overwrite=overwrite,
+                  progress=not quiet and not json_out)
+    finally:
+        close_executor(executor)
     if json_out:
-        emit_json(doc)
+        emit_json(out.to_json(out.outcome.run_dir, explainer))
         return
-    typer.echo(f"{out.done} units explained now, {out.reused} reused ({explainer}) in "
-               f"{out.seconds:.1f} s; status {out.counts or '{}'}")
-    bad = out.counts.get("unparseable", 0) + out.counts.get("failed", 0)
+    typer.echo(f"{out.explained} units explained now, {out.reused} reused ({explainer}) in "
+               f"{out.seconds:.1f} s; status {out.status or '{}'}")
+    bad = out.status.get("unparseable", 0) + out.status.get("failed", 0)
     if bad:
         typer.echo(f"warning: {bad} answers unparseable or failed (kept in the files with the "
                    "raw answer; see status)", err=True)
@@ -160,7 +147,8 @@ def explain_command(
 def score_command(
     run_dir: RunArg,
     scorers: Annotated[
-        str, typer.Option(help="Comma list of detection,fuzz,simulation,embedding,surprisal.")
+        str, typer.Option(help="Comma list of detection,fuzz,simulation,embedding,surprisal,"
+                          "intervention.")
     ] = "detection,fuzz,simulation,embedding",
     judge: Annotated[
         str, typer.Option(help="Who judges sentences for detection/fuzz/simulation: local, "
@@ -172,6 +160,10 @@ def score_command(
     surprisal_model: Annotated[
         str, typer.Option(help="Base LM for surprisal (in-process).")
     ] = "smollm2-135m",
+    intervention_strength: Annotated[
+        float, typer.Option(help="Intervention: steer the unit to this many times its recorded "
+                            "max activation.")
+    ] = 4.0,
     base_url: BaseUrlOpt = None,
     concurrency: ConcOpt = 8,
     timeout: TimeoutOpt = 60.0,
@@ -190,55 +182,51 @@ def score_command(
     n_hard: NHardOpt = 10,
     min_act: MinActOpt = 0.2,
     device: DeviceOpt = "cpu",
+    executor_name: ExecutorOpt = "local",
+    address: AddressOpt = None,
+    workers: WorkersOpt = None,
+    cpus_per_worker: CpusOpt = 1.0,
+    gpus_per_worker: GpusOpt = 0.0,
     overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Score every explanation of the units, and their graph and lookups, on the same examples.
 
-    Writes RUN/explain/scores/L_N.json per unit and RUN/explain/table.md (one table per layer).
+    Writes RUN/explain/scores/L_N.json per unit and RUN/explain/table.md (one table per layer);
+    manifest RUN/stages/score.json.
     """
-    from neuron2graph.explain.pipeline import Graphs
-    from neuron2graph.explain.scoring import (
-        JUDGED,
-        Scorers,
-        check_scorers,
-        layer_table,
-        markdown,
-        score_units,
-    )
-    from neuron2graph.store.atomic import write_text_atomic
+    from neuron2graph.explain.score_stage import ScoreStageConfig, run
+    from neuron2graph.explain.scoring import check_scorers, markdown
+    from neuron2graph.stages.executor import close_executor
 
     names = check_scorers([s.strip() for s in scorers.split(",") if s.strip()])
-    run, cfg, sel = _setup(run_dir, neurons, layers, per_layer, seed, ctx_len, train, n_train,
-                           n_test, n_negative, n_hard, min_act, overwrite)
-    sc = Scorers(names)
-    if judge != "none" and any(n in JUDGED for n in names):
-        sc.judge = chat_model(judge, judge_model, base_url, concurrency, timeout, device)
-    if "surprisal" in names:
-        from neuron2graph.explain.llm import LocalChat
-
-        same = judge == "local" and (judge_model or "smollm2-135m") == surprisal_model
-        sc.lm = sc.judge if same else LocalChat(surprisal_model, device=device)
-    graphs = Graphs(run, device=device) if graph else None
-    out = score_units(run, sel.selected, cfg, sc, graphs=graphs, overwrite=overwrite,
-                      progress=not quiet and not json_out)
-    table = layer_table(out.rows)
-    md = markdown(table)
-    write_text_atomic(run.path / "explain" / "table.md", md + "\n")
-    failed: dict[str, int] = {}
-    for row in out.rows:
-        for k, v in row.get("failed", {}).items():
-            failed[k] = failed.get(k, 0) + v
+    config = ScoreStageConfig(
+        scorers=names, judge=judge, judge_model=judge_model, surprisal_model=surprisal_model,
+        intervention_strength=intervention_strength, graph=graph,
+        examples=_examples(seed, ctx_len, train, n_train, n_test, n_negative, n_hard, min_act),
+        per_layer=per_layer, base_url=base_url, concurrency=concurrency, timeout=timeout,
+        device=device, **_scope(neurons, layers))
+    config.check()
+    executor = executor_from_options(executor_name, address, workers, cpus_per_worker,
+                                     gpus_per_worker)
+    try:
+        out = run(config, run_dir, executor=executor, overwrite=overwrite,
+                  progress=not quiet and not json_out)
+    finally:
+        close_executor(executor)
+    table = out.table()
+    failed = out.failed_calls
+    computed, reused = out.outcome.computed, len(out.outcome.reused)
     if json_out:
-        emit_json({"run": str(run.path), "scorers": list(names), "units": len(out.rows),
-                   "computed": out.computed, "reused": out.reused, "failed_calls": failed,
-                   "seconds": round(out.seconds, 2), "excluded": sel.excluded,
-                   "layers": {str(k): v for k, v in table.items()}})
+        emit_json({"run": str(out.outcome.run_dir), "scorers": list(names),
+                   "units": len(out.rows), "computed": computed, "reused": reused,
+                   "failed_calls": failed, "seconds": round(out.seconds, 2),
+                   "excluded": out.excluded, "layers": {str(k): v for k, v in table.items()}})
         return
-    typer.echo(md)
-    typer.echo(f"\n{len(out.rows)} units ({out.computed} scored now, {out.reused} reused) in "
-               f"{out.seconds:.1f} s; failed judge calls: {failed or 'none'}")
+    typer.echo(markdown(table))
+    typer.echo(f"\n{len(out.rows)} units ({computed} scored now, {reused} reused) in "
+               f"{out.seconds:.1f} s; failed calls: {failed or 'none'}")
 
 
 @command("llm-serve")

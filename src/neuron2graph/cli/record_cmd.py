@@ -20,7 +20,8 @@ def record_command(
     corpus: Annotated[str, typer.Option(help="Corpus spec: default, files, globs, hf:NAME.")] = (
         "default"
     ),
-    layers: Annotated[str, typer.Option(help="Layers to record, e.g. 0,1,2 or 0-3.")] = "0-3",
+    layers: Annotated[str, typer.Option(help="Layers to record, e.g. 0,1,2, 0-3 or all (every "
+                                        "layer of the model).")] = "0-3",
     units: Annotated[
         str, typer.Option(help="Units to record: neurons (MLP neurons), or sae:PATH (a SAELens or "
                        "sparsify folder); see docs/units.md.")
@@ -46,12 +47,12 @@ def record_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Record top examples, a random sample and statistics of every unit of some layers."""
-    from neuron2graph.ids import parse_layers
+    from neuron2graph.ids import layer_option
     from neuron2graph.record.config import RecordConfig
     from neuron2graph.record.stage import RecordStageConfig, run
 
     config = RecordStageConfig(
-        model=model, corpus=corpus, layers=tuple(parse_layers(layers)), units=units,
+        model=model, corpus=corpus, layers=tuple(layer_option(layers) or ()), units=units,
         record=RecordConfig(window=window, top_k=top_k, sample=sample, batch_size=batch_size,
                             max_tokens=max_tokens or None, seed=seed, bos=bos,
                             checkpoint_every=checkpoint_every),

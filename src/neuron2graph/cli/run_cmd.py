@@ -34,7 +34,8 @@ def run_command(
     corpus: Annotated[str, typer.Option(help="Corpus spec: default, files, globs, hf:NAME.")] = (
         "default"
     ),
-    layers: Annotated[str | None, typer.Option(help="Layers, e.g. 0-3 or 0,5.")] = None,
+    layers: Annotated[str | None, typer.Option(help="Layers, e.g. 0-3, 0,5 or all (every layer "
+                                               "of the model).")] = None,
     per_layer: Annotated[
         int | None, typer.Option(help="Random alive units per layer (default: all alive).")
     ] = None,
@@ -61,7 +62,7 @@ def run_command(
     json_out: JsonOpt = False,
 ) -> None:
     """Run a model's stages in order into RUN; re-running resumes, finished work is kept."""
-    from neuron2graph.ids import NeuronId, parse_layers
+    from neuron2graph.ids import NeuronId, layer_option
     from neuron2graph.stages.executor import close_executor
     from neuron2graph.stages.pipeline import RunPlan, load_config, run_pipeline
 
@@ -73,11 +74,12 @@ def run_command(
         return value if _explicit(ctx, name) or key not in given else given[key]
 
     layers_v = pick("layers", layers)
+    layer_list = layer_option(str(layers_v)) if layers_v is not None else []
     neurons_v = pick("neurons", neurons)
     stages_v = pick("stages", stages)
     plan = RunPlan(
         model=pick("model", model), corpus=pick("corpus", corpus),
-        layers=tuple(parse_layers(str(layers_v))) if layers_v is not None else (),
+        layers=tuple(layer_list or ()), all_layers=layer_list is None,
         per_layer=pick("per_layer", per_layer),
         neurons=tuple(NeuronId.parse_list(str(neurons_v))) if neurons_v else (),
         stages=tuple(s.strip() for s in (stages_v if isinstance(stages_v, list)
@@ -120,7 +122,7 @@ def status_command(
         typer.echo(f"{run_dir}: no stage has run yet")
         return
     for name, st in status["stages"].items():
-        typer.echo(f"{name:<8} {st['status']}")
+        typer.echo(f"{name:<16} {st['status']}")
         for layer, c in st["layers"].items():
             pend = "?" if c["pending"] is None else c["pending"]
             typer.echo(f"  layer {layer:>3}: {c['done']:>6} done {c['failed']:>5} failed "

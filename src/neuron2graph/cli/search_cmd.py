@@ -205,7 +205,7 @@ def reindex_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Rebuild the run's SQLite index from its files (neurons, graphs, eval, decode,
-    explanations, search).
+    explanations and their scores, search).
 
     The index is a view derived from the files the stages write: delete RUN/index.sqlite and
     this command rebuilds it. --force also re-reads graphs the search index already holds.
@@ -215,7 +215,8 @@ def reindex_command(
     from neuron2graph.stages.reindex import reindex
     from neuron2graph.store.run import Run
 
-    tables = reindex(run, only=["neurons", "graphs", "eval", "decode", "explanations"])
+    tables = reindex(run, only=["neurons", "graphs", "eval", "decode", "explanations",
+                                 "explanation_scores"])
     r = Run.open(run)
     conn = connect(r.db())
     try:

@@ -4,7 +4,7 @@ site, or the evaluation table). No torch at import time: the web package never n
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -79,7 +79,8 @@ def report(
         "--all", help="Static pages for every neuron, not only those with graphs.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Print the evaluation table, or with --html write a static site that opens from disk."""
+    """Print the evaluation table and the explanation/score table per layer, or with --html
+    write a static site that opens from disk."""
     if html is not None:
         from neuron2graph.web.static_site import write_report
 
@@ -90,11 +91,21 @@ def report(
             typer.echo(f"static report: {index}")
             typer.echo(f"browse it live: n2g serve {run}")
         return
+    from neuron2graph.evaluate.report import load_results, markdown_table
+    from neuron2graph.explain.report import explanation_report, render_markdown
+
+    explain = explanation_report(run)
     try:
-        from neuron2graph.evaluate.report import load_results, render_table
-    except ImportError:
-        raise N2GError("no evaluation yet: run n2g eval") from None
+        results: dict[str, Any] | None = load_results(run)
+    except N2GError:
+        if explain is None:
+            raise N2GError(f"no evaluation and no scored explanation in {run}: run n2g eval or "
+                           "n2g explain and n2g score on it first") from None
+        results = None
     if json_out:
-        emit_json(load_results(run))
-    else:
-        typer.echo(render_table(run))
+        emit_json({**(results or {}), **({"explain": explain} if explain else {})})
+        return
+    if results is not None:
+        typer.echo(markdown_table(results))
+    if explain is not None:
+        typer.echo(("\n" if results is not None else "") + render_markdown(explain))

@@ -11,9 +11,11 @@ are located with `importlib.util.find_spec` and read with the `csv` module.
 from __future__ import annotations
 
 import csv
+import functools
 import gzip
 import hashlib
 import importlib.util
+import os
 import re
 import sys
 import sysconfig
@@ -91,16 +93,21 @@ def stdlib_dir() -> Path:
 
 def stdlib_files() -> list[Path]:
     """The stdlib's own `.py` modules, sorted by relative path, without tests and bundled code."""
-    root = stdlib_dir()
-    files = []
-    for path in root.rglob("*.py"):
-        rel = path.relative_to(root)
-        if any(part in STDLIB_SKIP or part.startswith(("config-", ".")) for part in rel.parts[:-1]):
-            continue
-        if rel.name.startswith("test_"):
-            continue
-        files.append(path)
-    return sorted(files, key=lambda p: p.relative_to(root).as_posix())
+    return list(_stdlib_files(str(stdlib_dir())))
+
+
+@functools.lru_cache(maxsize=2)
+def _stdlib_files(root_dir: str) -> tuple[Path, ...]:
+    """Listed once per process (a recording reads the list twice: to describe the corpus and to
+    iterate it), walking only the folders kept: skipped ones (tests, site-packages) are pruned
+    instead of listed, which made the listing cost seconds of a short recording."""
+    root = Path(root_dir)
+    files: list[Path] = []
+    for folder, dirs, names in os.walk(root):
+        dirs[:] = [d for d in dirs if d not in STDLIB_SKIP and not d.startswith(("config-", "."))]
+        files.extend(Path(folder, n) for n in names
+                     if n.endswith(".py") and not n.startswith("test_"))
+    return tuple(sorted(files, key=lambda p: p.relative_to(root).as_posix()))
 
 
 def iter_stdlib() -> Iterator[Document]:

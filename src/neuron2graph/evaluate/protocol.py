@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -33,6 +33,9 @@ from neuron2graph.evaluate import storage
 from neuron2graph.evaluate.metrics import false_firing, score_tokens
 from neuron2graph.evaluate.predictors import PREDICTORS, fitted_predictors, graph_predictors, labels
 from neuron2graph.ids import NeuronId
+
+if TYPE_CHECKING:
+    from neuron2graph.stages.executor import Executor
 
 GRAPH_METHODS: dict[str, str] = {p.name: str(p.search) for p in graph_predictors()}
 """The built-in graph methods and their searches (a snapshot; code reads the registry itself)."""
@@ -344,6 +347,7 @@ def run_protocol(
     augmenter: str | None = "causal",
     device: str = "auto",
     dtype: str | None = None,
+    executor: Executor | None = None,
 ) -> EvalOutcome:
     """Evaluate every selected neuron not evaluated yet (the eval stage, `evaluate/stage.py`).
 
@@ -353,13 +357,19 @@ def run_protocol(
     something to build, so a finished evaluation re-renders its report without loading the
     model. A batch whose build raises is reported in `failed` and skipped; the others go on.
     Other settings than those of the results already in the run are refused unless `overwrite`.
+    `executor` (a `stages.executor.Executor`; default local) runs the batches: with Ray, each
+    actor loads the run's model once and writes its units' files.
     """
     from neuron2graph.evaluate.stage import EvalStage, EvalStageConfig
     from neuron2graph.stages.stage import run_stage
+    from neuron2graph.store.run import Run
 
     config = EvalStageConfig(protocol=cfg, selected=tuple(selection.selected),
                              augmenter=augmenter, device=device, dtype=dtype)
-    out = run_stage(EvalStage(make_builder, run), config, run.path, overwrite=overwrite,
+    # A stored run is reopened from its path where the work runs (the stage is pickled into
+    # other processes by executors such as Ray); only a test's in-memory run travels as is.
+    stage = EvalStage(make_builder, None if isinstance(run, Run) else run)
+    out = run_stage(stage, config, run.path, executor, overwrite=overwrite,
                     progress=progress, max_seconds=max_seconds)
     done = dict(out.rows)
     for nid in out.reused:

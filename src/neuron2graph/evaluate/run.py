@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from neuron2graph.errors import N2GError
+
+if TYPE_CHECKING:
+    from neuron2graph.stages.executor import Executor
 
 
 @dataclass
@@ -31,11 +34,13 @@ def evaluate(
     improved: bool = True, protocol: str = "paper", split: str = "test", min_act: float = 0.2,
     augmenter: str | None = "causal", batch_neurons: int = 1, max_minutes: float | None = None,
     device: str = "auto", dtype: str | None = None, overwrite: bool = False,
-    progress: bool = True,
+    progress: bool = True, executor: Executor | None = None,
 ) -> EvalResult:
     """Evaluate graphs on held-out top examples (paper §4) with baselines; see docs/evaluation.md.
 
     `neurons` (NeuronIds) replaces the seeded random draw of `per_layer` alive units per layer.
+    `executor` (`stages.executor.Executor`, default local) runs the per-unit batches; selection
+    and the report stay in this process, so results do not depend on it.
     """
     from neuron2graph.evaluate.builder import config_settings, n2g_config
     from neuron2graph.evaluate.protocol import EvalConfig, run_protocol, select_neurons
@@ -71,7 +76,7 @@ def evaluate(
         )
     outcome = run_protocol(run, selection, cfg, overwrite=overwrite, progress=progress,
                            max_seconds=None if max_minutes is None else 60 * max_minutes,
-                           augmenter=aug, device=device, dtype=dtype)
+                           augmenter=aug, device=device, dtype=dtype, executor=executor)
     if not outcome.rows:
         raise N2GError(
             f"no neuron finished ({len(outcome.failed)} failed, {len(outcome.pending)} pending): "

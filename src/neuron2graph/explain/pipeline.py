@@ -1,14 +1,13 @@
-"""Explain and score units of a run: library functions the `n2g explain`/`n2g score` commands call.
+"""What the explain and score stages share: unit selection, examples, graphs, explanations.
 
-Every unit's examples, graph, explanations and scores are files (see `storage`), written as soon
-as they exist, so a killed or failed run keeps everything finished and a re-run does only the
-rest. Models load lazily: explaining with `graph` loads the run's model only when a graph is
-missing; `tokens` never loads one.
+The stages themselves are `explain/stage.py` (`n2g explain`) and `explain/score_stage.py`
+(`n2g score`). Every unit's examples, graph, explanations and scores are files (see `storage`),
+written as soon as they exist. Models load lazily: explaining with `graph` loads the run's model
+only when a graph is missing; `tokens` never loads one.
 """
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -18,7 +17,7 @@ from typing import Any
 from neuron2graph.errors import N2GError
 from neuron2graph.explain import storage
 from neuron2graph.explain.examples import ExampleConfig, UnitExamples, draw_examples
-from neuron2graph.explain.explainers.base import Explainer, Explanation, UnitInput
+from neuron2graph.explain.explainers.base import Explanation
 from neuron2graph.ids import NeuronId
 
 
@@ -30,14 +29,17 @@ class Selection:
 
 def select_units(run: Any, cfg: ExampleConfig, *, neurons: Sequence[NeuronId] | None = None,
                  layers: Sequence[int] | None = None, per_layer: int = 5) -> Selection:
-    """Explicit units, or `per_layer` seeded random units per layer that have examples to use."""
+    """Explicit units, or `per_layer` seeded random units per layer that have examples to use.
+
+    Read-only (examples are drawn to test a unit but saved by the stage's workers), so a command
+    refused afterwards for a changed config has written nothing."""
     from neuron2graph.evaluate.protocol import layer_order
 
     sel = Selection([])
 
     def usable(nid: NeuronId) -> bool:
         try:
-            load_examples(run, nid, cfg)
+            load_examples(run, nid, cfg, save=False)
         except N2GError as exc:
             sel.excluded.append({"neuron": str(nid), "reason": str(exc)})
             return False
@@ -62,7 +64,8 @@ def select_units(run: Any, cfg: ExampleConfig, *, neurons: Sequence[NeuronId] | 
     return sel
 
 
-def load_examples(run: Any, nid: NeuronId, cfg: ExampleConfig) -> UnitExamples:
+def load_examples(run: Any, nid: NeuronId, cfg: ExampleConfig, *,
+                  save: bool = True) -> UnitExamples:
     """The unit's examples from RUN/explain/examples, drawn (and saved) on first use."""
     path = storage.examples_file(run.path, nid)
     data = storage.read_json(path)
@@ -71,7 +74,8 @@ def load_examples(run: Any, nid: NeuronId, cfg: ExampleConfig) -> UnitExamples:
     if run.a_max(nid) <= 0:
         raise N2GError(f"unit {nid} never fires on the recorded corpus")
     ex = draw_examples(run, nid, cfg)
-    storage.save(path, {"config": asdict(cfg), "examples": ex.to_json()})
+    if save:
+        storage.save(path, {"config": asdict(cfg), "examples": ex.to_json()})
     return ex
 
 
@@ -83,16 +87,26 @@ class Graphs:
         self.device = device
         self.augmenter = augmenter
         self._build: Callable[[list[Any]], list[Any]] | None = None
+        self._loaded: tuple[Any, Any] | None = None
         self.seconds = 0.0
 
-    def _builder(self) -> Callable[[list[Any]], list[Any]]:
-        if self._build is None:
-            from neuron2graph.evaluate.builder import load_run_model, n2g_config
-            from neuron2graph.n2g.pipeline import build_graphs
+    def loaded(self) -> tuple[Any, Any]:
+        """(the run's model, its unit source), loaded once: graphs and the intervention scorer
+        share them."""
+        if self._loaded is None:
+            from neuron2graph.evaluate.builder import load_run_model
             from neuron2graph.units import source_for_run
 
             lm = load_run_model(self.run, device=self.device)
-            source = source_for_run(self.run, lm)
+            self._loaded = (lm, source_for_run(self.run, lm))
+        return self._loaded
+
+    def _builder(self) -> Callable[[list[Any]], list[Any]]:
+        if self._build is None:
+            from neuron2graph.evaluate.builder import n2g_config
+            from neuron2graph.n2g.pipeline import build_graphs
+
+            lm, source = self.loaded()
             cfg = n2g_config(augmenter=self.augmenter)
             self._build = lambda reqs: [r.graph for r in build_graphs(lm, reqs, cfg,
                                                                       source=source)]
@@ -122,74 +136,6 @@ class Graphs:
         return out
 
 
-@dataclass
-class Outcome:
-    done: int = 0
-    reused: int = 0
-    counts: dict[str, int] = field(default_factory=dict)
-    """Explanations by status (ok, unparseable, failed, empty)."""
-    seconds: float = 0.0
-    model_seconds: float = 0.0
-
-
-def _progress(total: int, desc: str, enabled: bool) -> Any:
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="unit", disable=not enabled or total == 0,
-                file=sys.stderr)
-
-
-def explain_units(run: Any, nids: Sequence[NeuronId], cfg: ExampleConfig, explainer: Explainer,
-                  *, graphs: Graphs | None = None, batch: int = 8, overwrite: bool = False,
-                  progress: bool = True) -> Outcome:
-    """Explain every unit not explained yet by this explainer; save each at once.
-
-    An unreachable endpoint stops the run with one line after saving the units that finished.
-    """
-    t0 = time.perf_counter()
-    out = Outcome()
-    todo = []
-    for nid in nids:
-        path = storage.explanation_file(run.path, explainer.name, nid)
-        if not overwrite and isinstance(storage.read_json(path), dict):
-            out.reused += 1
-        else:
-            todo.append(nid)
-    conn = run.db()
-    storage.ensure_tables(conn)
-    bar = _progress(len(todo), f"explain ({explainer.name})", progress)
-    try:
-        for i in range(0, len(todo), max(1, batch)):
-            chunk = todo[i : i + batch]
-            units = [(nid, load_examples(run, nid, cfg)) for nid in chunk]
-            built = graphs.get(units) if graphs is not None else {}
-            inputs = [UnitInput(ex, built.get(nid)) for nid, ex in units]
-            results = explainer.explain(inputs)
-            down: Explanation | None = None
-            for nid, res in zip(chunk, results, strict=True):
-                if res.extra.get("down"):
-                    down = down or res
-                    continue
-                data = res.to_json()
-                storage.save(storage.explanation_file(run.path, explainer.name, nid), data)
-                storage.index_explanation(conn, data)
-                out.counts[res.status] = out.counts.get(res.status, 0) + 1
-                out.done += 1
-                bar.update(1)
-            if down is not None:
-                raise N2GError(
-                    f"the endpoint stopped answering ({down.error}): {out.done} units explained "
-                    f"and saved, {len(todo) - out.done} left; start the server and re-run the "
-                    "same command to continue")
-    finally:
-        bar.close()
-        conn.close()
-        out.seconds = time.perf_counter() - t0
-        model = getattr(explainer, "model", None)
-        out.model_seconds = float(getattr(model, "seconds", 0.0))
-    return out
-
-
 def load_explanations(run_dir: Path, nid: NeuronId) -> list[Explanation]:
     out = []
     for name in storage.explainers_done(run_dir):
@@ -199,5 +145,4 @@ def load_explanations(run_dir: Path, nid: NeuronId) -> list[Explanation]:
     return out
 
 
-__all__ = ["Graphs", "Outcome", "Selection", "explain_units", "load_examples",
-           "load_explanations", "select_units"]
+__all__ = ["Graphs", "Selection", "load_examples", "load_explanations", "select_units"]

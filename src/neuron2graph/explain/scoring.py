@@ -6,27 +6,29 @@ Methods in a unit's scores file:
   lookup and the 5-gram lookup fitted on the same contexts), run as classifiers (detection,
   fuzzing) and simulators (simulation);
 - `sentence:<explainer>`: each explanation the run holds for the unit, judged by an LLM
-  (detection, fuzzing, simulation), embedded (embedding) or used as a prefix (surprisal).
+  (detection, fuzzing, simulation), embedded (embedding), used as a prefix (surprisal) or
+  compared with what steering the unit does to the model's predictions (intervention).
+
+The score stage (`score_stage.py`) runs `score_unit` per unit and keeps the files.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from neuron2graph.errors import N2GError
 from neuron2graph.evaluate.baselines import NgramLookup, TokenLookup
-from neuron2graph.explain import storage
 from neuron2graph.explain.examples import ExampleConfig, UnitExamples
-from neuron2graph.explain.pipeline import Graphs, load_examples, load_explanations
 from neuron2graph.explain.scorers import bench
-from neuron2graph.explain.scorers.bench import EndpointDown
-from neuron2graph.ids import NeuronId
+from neuron2graph.explain.storage import KEYS
 
 JUDGED = ("detection", "fuzz", "simulation")
-ALL = ("detection", "fuzz", "simulation", "embedding", "surprisal")
+ALL = ("detection", "fuzz", "simulation", "embedding", "surprisal", "intervention")
+COUNTED = (*JUDGED, "intervention")
+"""Scorers whose entries carry a `failed` count (summed per unit into `failed`)."""
 
 
 @dataclass
@@ -36,6 +38,8 @@ class Scorers:
     """A ChatModel for detection, fuzzing and simulation of sentences (None: predictors only)."""
     lm: Any = None
     """A LocalChat whose model/tokenizer compute surprisal (None: no surprisal)."""
+    steer: Any = None
+    """An `InterventionScorer` over the run's model (None: no intervention score)."""
 
     def signature(self) -> dict[str, Any]:
         return {"scorers": list(self.names),
@@ -92,7 +96,9 @@ def score_unit(ex: UnitExamples, graph: Any, explanations: Sequence[Any], sc: Sc
             from neuron2graph.explain.scorers.surprisal import surprisal_score
 
             entry["surprisal"] = surprisal_score(sc.lm.model, sc.lm.tokenizer, expl.text, ex)
-        for scorer in JUDGED:
+        if "intervention" in sc.names and sc.steer is not None:
+            entry["intervention"] = sc.steer.score(ex, expl.text)
+        for scorer in COUNTED:
             n = (entry.get(scorer) or {}).get("failed", 0)
             if n:
                 failed[scorer] = failed.get(scorer, 0) + n
@@ -102,59 +108,6 @@ def score_unit(ex: UnitExamples, graph: Any, explanations: Sequence[Any], sc: Sc
               "hard_negative": len(ex.hard_negative), "fuzz_items": len(items)}
     return {"unit": ex.unit, "a_max": ex.a_max, "examples": counts, "methods": methods,
             "failed": failed}
-
-
-@dataclass
-class ScoreOutcome:
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    computed: int = 0
-    reused: int = 0
-    seconds: float = 0.0
-
-
-def score_units(run: Any, nids: Sequence[NeuronId], cfg: ExampleConfig, sc: Scorers, *,
-                graphs: Graphs | None, overwrite: bool = False,
-                progress: bool = True) -> ScoreOutcome:
-    """Score each unit (skipping units scored with the same explanations and scorers)."""
-    from neuron2graph.explain.pipeline import _progress
-
-    t0 = time.perf_counter()
-    out = ScoreOutcome()
-    bar = _progress(len(nids), "score", progress)
-    try:
-        for nid in nids:
-            ex = load_examples(run, nid, cfg)
-            expls = load_explanations(run.path, nid)
-            sig = {**sc.signature(), "graph": graphs is not None,
-                   "explanations": {e.explainer: e.text for e in expls}}
-            path = storage.scores_file(run.path, nid)
-            old = storage.read_json(path)
-            if not overwrite and isinstance(old, dict) and old.get("signature") == sig:
-                out.rows.append(old)
-                out.reused += 1
-                bar.update(1)
-                continue
-            graph = graphs.get([(nid, ex)])[nid] if graphs is not None else None
-            try:
-                row = score_unit(ex, graph, expls, sc, cfg)
-            except EndpointDown as exc:
-                raise N2GError(
-                    f"the judge endpoint stopped answering during {exc}: {out.computed} units "
-                    "scored and saved; start the server and re-run the same command to continue"
-                ) from None
-            row["signature"] = sig
-            storage.save(path, row)
-            out.rows.append(row)
-            out.computed += 1
-            bar.update(1)
-    finally:
-        bar.close()
-        out.seconds = time.perf_counter() - t0
-    return out
-
-
-KEYS = (("detection", "auroc"), ("detection", "balanced_accuracy"), ("fuzz", "auroc"),
-        ("simulation", "pearson"), ("embedding", "auroc"), ("surprisal", "auroc"))
 
 
 def layer_table(rows: Sequence[dict[str, Any]]) -> dict[int, dict[str, dict[str, Any]]]:
@@ -185,5 +138,5 @@ def markdown(table: dict[int, dict[str, dict[str, Any]]]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["ALL", "ScoreOutcome", "Scorers", "check_scorers", "layer_table", "markdown",
-           "predictors", "score_unit", "score_units"]
+__all__ = ["ALL", "COUNTED", "JUDGED", "KEYS", "Scorers", "check_scorers", "layer_table",
+           "markdown", "predictors", "score_unit"]

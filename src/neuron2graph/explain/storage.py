@@ -1,16 +1,22 @@
 """Where explanations and scores live in a run, and the FTS5 index over explanation text.
 
 Layout (every file written atomically, one per unit, so a killed run keeps what finished and a
-re-run skips it):
+re-run skips it; which units are done, and with which settings, is in the stage manifests
+RUN/stages/explain-<explainer>.json and RUN/stages/score.json):
 
-    RUN/explain/settings.json                    the example settings (a fingerprint)
     RUN/explain/examples/L_N.json                the unit's contexts (train, test, negatives)
     RUN/explain/graphs/L_N.json                  N2G graph built on the train contexts
     RUN/explain/explanations/<explainer>/L_N.json
     RUN/explain/scores/L_N.json                  every method's scores on the unit
+    RUN/explain/table.md                         the per-layer score table (n2g score)
 
-SQLite (`RUN/index.sqlite`): `explanations(layer, neuron, explainer, text, status, model)` and
-the FTS5 table `explanations_fts(text, unit, explainer)` for `n2g search --explanation`.
+Runs made before the stage manifests hold RUN/explain/settings.json (the example settings);
+`explain/stage.py` adopts their files on first use (`LEGACY_SETTINGS`).
+
+SQLite (`RUN/index.sqlite`), derived from the files by the stages' `finish` and `n2g reindex`:
+`explanations(layer, neuron, explainer, text, status, model)`, the FTS5 table
+`explanations_fts(text, unit, explainer)` for `n2g search --explanation`, and
+`explanation_scores(layer, neuron, method, scorer, metric, value)` (headline metrics).
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ from neuron2graph.ids import NeuronId
 from neuron2graph.store.atomic import write_json_atomic
 
 ROOT = "explain"
+LEGACY_SETTINGS = "settings.json"
+"""The example settings of a run explained before stage manifests (read once, then removed)."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS explanations (
@@ -38,6 +46,15 @@ CREATE TABLE IF NOT EXISTS explanations (
 );
 CREATE VIRTUAL TABLE IF NOT EXISTS explanations_fts USING fts5(text, unit UNINDEXED,
     explainer UNINDEXED);
+CREATE TABLE IF NOT EXISTS explanation_scores (
+    layer INTEGER NOT NULL,
+    neuron INTEGER NOT NULL,
+    method TEXT NOT NULL,
+    scorer TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    value REAL,
+    PRIMARY KEY (layer, neuron, method, scorer, metric)
+);
 """
 
 
@@ -73,21 +90,20 @@ def read_json(path: Path) -> Any:
         return None
 
 
-def check_settings(run_dir: Path, settings: dict[str, Any], *, overwrite: bool) -> None:
-    """Refuse to mix examples drawn with other settings (unless --overwrite clears them)."""
-    import shutil
+def legacy_settings(run_dir: Path) -> dict[str, Any] | None:
+    """The example settings of a run explained before stage manifests (None: none)."""
+    data = read_json(root(run_dir) / LEGACY_SETTINGS)
+    return data if isinstance(data, dict) else None
 
-    path = root(run_dir) / "settings.json"
-    old = read_json(path)
-    if old is not None and old != settings:
-        if not overwrite:
-            diff = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
-            raise N2GError(
-                f"{root(run_dir)} holds explanations drawn with other settings "
-                f"({', '.join(diff)}): re-run with the same options, or pass --overwrite"
-            )
-        shutil.rmtree(root(run_dir))
-    write_json_atomic(path, settings)
+
+def unit_files(folder: Path) -> list[NeuronId]:
+    """Units that have an `L_N.json` file in `folder`."""
+    out = []
+    for path in sorted(folder.glob("*_*.json")) if folder.is_dir() else []:
+        layer, _, neuron = path.stem.partition("_")
+        if layer.isdigit() and neuron.isdigit():
+            out.append(NeuronId(int(layer), int(neuron)))
+    return out
 
 
 def save(path: Path, obj: Any) -> None:
@@ -121,6 +137,39 @@ def index_explanation(conn: sqlite3.Connection, expl: dict[str, Any]) -> None:
                          (expl["text"], expl["unit"], expl["explainer"]))
 
 
+KEYS = (("detection", "auroc"), ("detection", "balanced_accuracy"), ("fuzz", "auroc"),
+        ("simulation", "pearson"), ("embedding", "auroc"), ("surprisal", "auroc"),
+        ("intervention", "auroc"))
+"""The headline metric of each scorer: table columns, web page columns, SQLite rows."""
+
+
+def index_scores(conn: sqlite3.Connection, row: dict[str, Any]) -> None:
+    """Replace a unit's `explanation_scores` rows by the headline metrics of its scores file."""
+    nid = NeuronId.parse(row["unit"])
+    values = [(nid.layer, nid.neuron, method, scorer, metric, float(v))
+              for method, entry in sorted(row.get("methods", {}).items())
+              for scorer, metric in KEYS
+              if (v := (entry.get(scorer) or {}).get(metric)) is not None]
+    with conn:
+        conn.execute("DELETE FROM explanation_scores WHERE layer = ? AND neuron = ?",
+                     (nid.layer, nid.neuron))
+        conn.executemany("INSERT INTO explanation_scores VALUES (?, ?, ?, ?, ?, ?)", values)
+
+
+def reindex_scores(run_dir: Path, conn: sqlite3.Connection) -> int:
+    """Rebuild `explanation_scores` from RUN/explain/scores/*.json; returns units indexed."""
+    ensure_tables(conn)
+    with conn:
+        conn.execute("DELETE FROM explanation_scores")
+    n = 0
+    for nid in unit_files(root(run_dir) / "scores"):
+        data = read_json(scores_file(run_dir, nid))
+        if isinstance(data, dict) and "unit" in data:
+            index_scores(conn, data)
+            n += 1
+    return n
+
+
 def reindex(run_dir: Path, conn: sqlite3.Connection) -> int:
     """Rebuild both tables from the files (the files are the truth; the index is derived)."""
     ensure_tables(conn)
@@ -151,6 +200,7 @@ def search_explanations(conn: sqlite3.Connection, query: str, limit: int = 20) -
     return [{"unit": u, "explainer": e, "text": t, "rank": float(r)} for u, e, t, r in rows]
 
 
-__all__ = ["check_settings", "ensure_tables", "examples_file", "explainers_done",
-           "explanation_file", "graph_file", "index_explanation", "read_json", "reindex",
-           "root", "save", "scores_file", "search_explanations"]
+__all__ = ["KEYS", "LEGACY_SETTINGS", "ensure_tables", "examples_file", "explainers_done",
+           "explanation_file", "graph_file", "index_explanation", "index_scores",
+           "legacy_settings", "read_json", "reindex", "reindex_scores", "root", "save",
+           "scores_file", "search_explanations", "unit_files"]

@@ -29,7 +29,7 @@ from neuron2graph.n2g.augment import (
 from neuron2graph.n2g.build import BuildConfig, Prompt, build_graph
 from neuron2graph.n2g.calibrate import CalibrateConfig, calibrate
 from neuron2graph.n2g.graph import NeuronGraph
-from neuron2graph.n2g.prune import PruneConfig, PruneSearch, official_prune_tokens
+from neuron2graph.n2g.prune import PruneConfig, PruneSearch, official_prune_lengths
 from neuron2graph.n2g.runner import LayerRunner
 from neuron2graph.n2g.saliency import (
     Mask,
@@ -111,9 +111,13 @@ class BuildStats:
     stage_token_layers: dict[str, float] = field(default_factory=dict)
     """Token-layers per stage: examples, prune, saliency, augment, augmented (their saliency)."""
     flags: list[str] = field(default_factory=list)
+    official_forwards: list[tuple[str, int, int]] = field(default_factory=list)
+    """The forwards behind `official_token_layers`: (stage, rows, tokens per row), each at full
+    depth; `benchmarks/build.py --reference` runs them to time the official schedule. Not
+    saved with the graph (`as_dict` leaves it out)."""
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if k != "official_forwards"}
 
 
 @dataclass
@@ -286,9 +290,9 @@ def _build_layer(
         if not res.threshold_met:
             w.stats.pruned_threshold_not_met += 1
         shortest = search.chosen if res.threshold_met else None
-        w.stats.official_token_layers += (
-            official_prune_tokens(search.key, shortest, config.prune) * depth
-        )
+        tried = official_prune_lengths(search.key, shortest, config.prune)
+        w.stats.official_token_layers += sum(tried) * depth
+        w.stats.official_forwards.extend(("prune", 1, n) for n in tried)
         bos = bool(
             bos_id is not None
             and res.token_ids
@@ -333,6 +337,7 @@ def _prune_all(
         w.example_acts = [list(a) for a in all_acts]
         # the official prune runs every full example once to read its activations
         w.stats.official_token_layers += sum(len(ex) for ex in w.req.examples) * depth
+        w.stats.official_forwards.extend(("examples", 1, len(ex)) for ex in w.req.examples)
         for e, (ex, acts) in enumerate(zip(w.req.examples, all_acts, strict=True)):
             if not ex or (all(math.isfinite(a) for a in acts) and max(acts) <= 0):
                 w.stats.examples_not_firing += 1
@@ -423,6 +428,7 @@ def _finish(
     for prompt in w.prompts:  # the official code masks every pair, at full depth
         n = len(prompt.tokens)
         w.stats.official_token_layers += (n * n + n) * depth
+        w.stats.official_forwards.append(("importance", n + 1, n))
     meter = runner.meters[w.col]
     st = w.stats
     st.paths = sum(node.end_count for node in graph.root.walk())

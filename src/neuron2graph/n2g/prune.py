@@ -215,7 +215,14 @@ def prune(
 
 
 def official_prune_tokens(key: int, shortest: int | None, config: PruneConfig | None = None) -> int:
-    """Tokens the official pruning forwards for a key token at position `key`.
+    """Tokens the official pruning forwards for a key token at position `key` (the sum of
+    `official_prune_lengths`)."""
+    return sum(official_prune_lengths(key, shortest, config))
+
+
+def official_prune_lengths(key: int, shortest: int | None,
+                           config: PruneConfig | None = None) -> list[int]:
+    """The context lengths the official pruning forwards for a key token at position `key`.
 
     It tries context lengths 5, 10, ... (capped at 30 and at the available context) and stops at the
     first that meets the threshold; `shortest` is the exact shortest length found by our search
@@ -226,9 +233,9 @@ def official_prune_tokens(key: int, shortest: int | None, config: PruneConfig | 
     cfg = config or PruneConfig()
     avail = min(cfg.official_cap, key + 1)
     lengths = list(range(cfg.official_step, avail + 1, cfg.official_step)) or [avail]
-    total = 0
+    tried: list[int] = []
     for n in lengths:
-        total += n
+        tried.append(n)
         if shortest is not None and n >= shortest:
             break
-    return total
+    return tried

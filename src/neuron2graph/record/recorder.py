@@ -32,6 +32,12 @@ from neuron2graph.store.tokenizer import save_tokenizer
 from neuron2graph.units.registry import make_source
 from neuron2graph.units.source import ActivationSource
 
+FINAL_SNAPSHOT_AFTER_S = 30.0
+"""Checkpoint before the final writes only when more than this many seconds of work would be
+lost to a kill during them: a snapshot costs about what the final write does (seconds), which
+was ~7% of a 10k-token recording, while redoing a short tail costs less (results are the same
+either way: the pass is deterministic)."""
+
 OnBatch = Callable[[dict[str, Any]], None]
 """Called after every folded batch with the progress counts (windows, batches, tokens, ...)."""
 
@@ -322,7 +328,7 @@ def record(
             bar.close()
     if done["windows"] == 0:
         raise N2GError("the corpus produced no token windows: use a corpus with more text")
-    if saved_at != done["batches"]:
+    if saved_at != done["batches"] and time.perf_counter() - last_ckpt > FINAL_SNAPSHOT_AFTER_S:
         snapshot()  # a kill during the final writes then resumes straight into them
     counted = _counted_tokens(states)
     finalize(out, states, sample, counted)

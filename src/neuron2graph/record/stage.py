@@ -10,7 +10,7 @@ per-unit completion), so that readers find every stage's state in one place.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from neuron2graph.dtypes import torch_name
@@ -28,6 +28,7 @@ class RecordStageConfig:
     model: str = "smollm2-135m"
     corpus: str = "default"
     layers: tuple[int, ...] = (0, 1, 2, 3)
+    """The layers to record; empty: every layer that has units (`--layers all`)."""
     units: str = "neurons"
     """Unit source spec: `neurons` (MLP neurons) or `sae:PATH` (docs/units.md)."""
     record: RecordConfig = field(default_factory=RecordConfig)
@@ -37,11 +38,26 @@ class RecordStageConfig:
     progress: bool = runtime(True)
 
 
+def _known_layers(config: RecordStageConfig, out: Path) -> RecordStageConfig:
+    """`--layers all` resolved without loading the model where the run already says how many
+    layers this model has (a repeated command stays a no-op that loads nothing)."""
+    from neuron2graph.record.recorder import _read_manifest
+
+    if config.layers or config.units != "neurons":
+        return config
+    previous = _read_manifest(out) if out.is_dir() else None
+    model = previous.get("model") if isinstance(previous, dict) else None
+    if (isinstance(model, dict) and model.get("spec") == config.model
+            and isinstance(previous, dict) and isinstance(previous.get("n_layers"), int)):
+        return replace(config, layers=tuple(range(int(previous["n_layers"]))))
+    return config
+
+
 def _already_done(config: RecordStageConfig, out: Path, overwrite: bool) -> bool:
     """True when `out` holds this very recording; refuse another one (unless `overwrite`)."""
     from neuron2graph.record.recorder import existing_identity
 
-    found = existing_identity(out) if out.is_dir() else None
+    found = existing_identity(out) if out.is_dir() and config.layers else None
     if found is None or found[0] != "complete" or overwrite:
         return False
     old = found[1]
@@ -75,6 +91,7 @@ def run(config: RecordStageConfig, run_dir: str | Path, *, overwrite: bool = Fal
     """Record into `run_dir`; returns False when it already held this recording (no-op)."""
     config.record.validate()
     out = Path(run_dir).expanduser()
+    config = _known_layers(config, out)
     if _already_done(config, out, overwrite):
         return False
     from neuron2graph.corpus import describe_corpus, iter_documents, iter_windows
@@ -85,6 +102,10 @@ def run(config: RecordStageConfig, run_dir: str | Path, *, overwrite: bool = Fal
     description = describe_corpus(config.corpus)
     lm = load_model(config.model, device=config.device, dtype=config.dtype)
     source = make_source(config.units, lm)
+    if not config.layers:  # --layers all: every layer that has units
+        config = replace(config, layers=tuple(source.layers()))
+        if _already_done(config, out, overwrite):
+            return False
     for layer in config.layers:
         source.check(layer)
     windows = iter_windows(iter_documents(config.corpus), lm.tokenizer,

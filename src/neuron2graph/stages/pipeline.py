@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from neuron2graph.errors import N2GError
-from neuron2graph.files import write_json_atomic, write_text_atomic
+from neuron2graph.files import write_json_atomic
 from neuron2graph.ids import NeuronId
 from neuron2graph.stages.executor import Executor
 from neuron2graph.store import layout
@@ -36,6 +36,9 @@ class RunPlan:
     model: str = "smollm2-135m"
     corpus: str = "default"
     layers: tuple[int, ...] = ()
+    all_layers: bool = False
+    """`--layers all`: every layer of the model (recorded by the record stage, then read from
+    the run by the later stages)."""
     per_layer: int | None = None
     """Random alive units per layer (seeded); None: every alive unit."""
     neurons: tuple[NeuronId, ...] = ()
@@ -51,13 +54,16 @@ class RunPlan:
         unknown = [s for s in self.stages if s not in ALL_STAGES]
         if unknown:
             raise N2GError(f"unknown stage {unknown[0]!r}: choose from {','.join(ALL_STAGES)}")
-        if not self.layers and not self.neurons:
-            raise N2GError("no units chosen: pass --layers 0-3 (with --per-layer N) or "
-                           "--neurons 3:41,3:100")
+        if not self.layers and not self.neurons and not self.all_layers:
+            raise N2GError("no units chosen: pass --layers 0-3 or --layers all (with --per-layer "
+                           "N) or --neurons 3:41,3:100")
         if self.neurons and self.per_layer is not None:
             raise N2GError("pass either --neurons or --per-layer, not both")
 
-    def layer_list(self) -> list[int]:
+    def layer_list(self) -> list[int] | None:
+        """The layers asked for; None: every layer (`--layers all`)."""
+        if self.all_layers:
+            return None
         return sorted(set(self.layers) | {n.layer for n in self.neurons})
 
 
@@ -83,29 +89,30 @@ def _record(plan: RunPlan, run_dir: Path, executor: Executor, progress: bool) ->
     from neuron2graph.record.stage import RecordStageConfig, run
 
     config = RecordStageConfig(
-        model=plan.model, corpus=plan.corpus, layers=tuple(plan.layer_list()),
+        model=plan.model, corpus=plan.corpus, layers=tuple(plan.layer_list() or ()),
         record=RecordConfig(window=plan.window, max_tokens=plan.max_tokens or None),
         device=plan.device, progress=progress)
     return "recorded" if run(config, run_dir) else "already recorded (same configuration)"
 
 
 def _eval(plan: RunPlan, run_dir: Path, executor: Executor, progress: bool) -> str:
-    """Through the library's `evaluate` (the per-unit protocol runs in this process whatever
-    the executor: eval's workers are not yet handed to `--executor`)."""
+    """Through the library's `evaluate`; its per-unit batches go to `--executor`."""
     from neuron2graph.evaluate.run import evaluate
     from neuron2graph.ids import NeuronId
 
     units = _units(plan, run_dir)
     evaluate(run_dir, neurons=[NeuronId(la, u) for la, us in units.items() for u in us],
              seed=plan.seed, augmenter="causal" if plan.augment else "none",
-             device=plan.device, progress=progress)
+             device=plan.device, progress=progress, executor=executor)
     return f"evaluated {sum(len(v) for v in units.values())} units (table: RUN/eval/table.md)"
 
 
 def _decode(plan: RunPlan, run_dir: Path, executor: Executor, progress: bool) -> str:
     from neuron2graph.decode.stage import DecodeStageConfig, run
 
-    outcome = run(DecodeStageConfig(model=plan.model, layers=tuple(plan.layer_list()),
+    layers = plan.layer_list()
+    outcome = run(DecodeStageConfig(model=plan.model,
+                                    layers=None if layers is None else tuple(layers),
                                     device=plan.device), run_dir, executor=executor,
                   progress=progress)
     return f"decoded {outcome.computed}, already done {len(outcome.reused)}"
@@ -122,7 +129,7 @@ def _units(plan: RunPlan, run_dir: Path) -> dict[int, list[int]]:
         for n in plan.neurons:
             out.setdefault(run.check(n).layer, []).append(n.neuron)
         return out
-    for layer in plan.layers:
+    for layer in run.layers if plan.all_layers else plan.layers:
         cfg = BuildStageConfig(layer=layer, sample=plan.per_layer, seed=plan.seed)
         out[layer] = [n.neuron for n in pick_neurons(run, cfg)]
     return out
@@ -143,51 +150,38 @@ def _build(plan: RunPlan, run_dir: Path, executor: Executor, progress: bool) -> 
     return f"built {built}, already done {reused}"
 
 
-def _explain_setup(plan: RunPlan, run_dir: Path) -> tuple[Any, Any, list[NeuronId], Any]:
-    """The run, example settings, usable plan units, and the graph provider explain/score share."""
-    from dataclasses import asdict
-
-    from neuron2graph.explain import storage
-    from neuron2graph.explain.examples import ExampleConfig
-    from neuron2graph.explain.pipeline import Graphs, select_units
-    from neuron2graph.store.run import Run
-
-    run = Run.open(run_dir)
-    cfg = ExampleConfig(seed=plan.seed)
-    cfg.check()
-    storage.check_settings(run.path, asdict(cfg), overwrite=False)
-    units = _units(plan, run_dir)
-    sel = select_units(run, cfg, neurons=[NeuronId(la, u) for la, us in units.items() for u in us])
-    graphs = Graphs(run, device=plan.device, augmenter="causal" if plan.augment else None)
-    return run, cfg, sel.selected, graphs
+def _plan_units(plan: RunPlan, run_dir: Path) -> tuple[NeuronId, ...]:
+    return tuple(NeuronId(la, u) for la, us in _units(plan, run_dir).items() for u in us)
 
 
 def _explain(plan: RunPlan, run_dir: Path, executor: Executor, progress: bool) -> str:
-    """The LLM-free explainers (graph, tokens); an LLM explainer needs an endpoint or a chat
-    model, so it stays an explicit `n2g explain --explainer local|openai`."""
-    from neuron2graph.explain.explainers import GraphExplainer, TokensExplainer
-    from neuron2graph.explain.pipeline import explain_units
+    """The LLM-free explainers (graph, tokens) through the explain stage; an LLM explainer needs
+    an endpoint or a chat model, so it stays an explicit `n2g explain --explainer local|openai`."""
+    from neuron2graph.explain.examples import ExampleConfig
+    from neuron2graph.explain.stage import ExplainStageConfig, run
 
-    run, cfg, nids, graphs = _explain_setup(plan, run_dir)
     parts = []
-    for impl in (GraphExplainer(), TokensExplainer()):
-        out = explain_units(run, nids, cfg, impl, graphs=graphs if impl.name == "graph" else None,
-                            progress=progress)
-        parts.append(f"{impl.name}: {out.done} now, {out.reused} already done")
+    for name in ("graph", "tokens"):
+        config = ExplainStageConfig(explainer=name, examples=ExampleConfig(seed=plan.seed),
+                                    augmenter="causal" if plan.augment else None,
+                                    neurons=_plan_units(plan, run_dir), device=plan.device)
+        out = run(config, run_dir, executor=executor, progress=progress)
+        parts.append(f"{name}: {out.explained} now, {out.reused} already done")
     return "explained " + "; ".join(parts)
 
 
 def _score(plan: RunPlan, run_dir: Path, executor: Executor, progress: bool) -> str:
     """Detection, fuzzing, simulation and embedding scores of every explanation, the graph and the
     lookups, without an LLM judge (`n2g score --judge local|openai` adds one)."""
-    from neuron2graph.explain.scoring import Scorers, layer_table, markdown, score_units
+    from neuron2graph.explain.examples import ExampleConfig
+    from neuron2graph.explain.score_stage import ScoreStageConfig, run
 
-    run, cfg, nids, graphs = _explain_setup(plan, run_dir)
-    sc = Scorers(("detection", "fuzz", "simulation", "embedding"))
-    out = score_units(run, nids, cfg, sc, graphs=graphs, progress=progress)
-    (run.path / "explain").mkdir(parents=True, exist_ok=True)
-    write_text_atomic(run.path / "explain" / "table.md", markdown(layer_table(out.rows)) + "\n")
-    return f"scored {out.computed}, already done {out.reused} (table: RUN/explain/table.md)"
+    config = ScoreStageConfig(judge="none", examples=ExampleConfig(seed=plan.seed),
+                              augmenter="causal" if plan.augment else None,
+                              neurons=_plan_units(plan, run_dir), device=plan.device)
+    out = run(config, run_dir, executor=executor, progress=progress)
+    return (f"scored {out.outcome.computed}, already done {len(out.outcome.reused)} "
+            "(table: RUN/explain/table.md)")
 
 
 def _report(plan: RunPlan, run_dir: Path, executor: Executor, progress: bool) -> str:

@@ -1,10 +1,11 @@
 """Rebuild the run's SQLite index from its files: the index is a derived view.
 
 Stages write files only (record: RUN/record/*.safetensors; build: RUN/graphs/L/L_N.json; eval:
-RUN/eval/neurons/L_N.json; decode: RUN/decode/layer_LLL.safetensors). `reindex` is the one writer
-that turns them into tables: delete RUN/index.sqlite, run `n2g reindex`, and every query answers as
-before. Each table has one indexer here; a stage that adds a table adds its indexer to `INDEXERS`.
-Nothing here imports torch.
+RUN/eval/neurons/L_N.json; decode: RUN/decode/layer_LLL.safetensors; explain and score:
+RUN/explain/explanations/<explainer>/L_N.json, RUN/explain/scores/L_N.json). `reindex` is the one
+writer that turns them into tables: delete RUN/index.sqlite, run `n2g reindex`, and every query
+answers as before. Each table has one indexer here; a stage that adds a table adds its indexer to
+`INDEXERS`. Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -64,6 +65,13 @@ def index_explanations(run: Run, conn: sqlite3.Connection) -> int:
     return rebuild(run.path, conn)
 
 
+def index_explanation_scores(run: Run, conn: sqlite3.Connection) -> int:
+    """`explanation_scores`: headline metrics of every scored unit (RUN/explain/scores)."""
+    from neuron2graph.explain.storage import reindex_scores
+
+    return reindex_scores(run.path, conn)
+
+
 def index_search(run: Run, conn: sqlite3.Connection) -> int:
     """`graph_tokens`, `graph_stats`: the search index over the graph files."""
     from neuron2graph.search import index_run, n_indexed
@@ -78,6 +86,7 @@ INDEXERS: dict[str, Callable[[Run, sqlite3.Connection], int]] = {
     "eval": index_eval,
     "decode": index_decode,
     "explanations": index_explanations,
+    "explanation_scores": index_explanation_scores,
     "search": index_search,
 }
 """Table (group) -> the function that derives it from the run's files, in dependency order."""

@@ -14,6 +14,12 @@ A stage (build, eval, decode, ...) is a small class:
 - `finish(config, run, outcome)` on the driver when the items are through: derive the SQLite
   index from the files (`n2g reindex` does the same at any time) and write reports.
 
+Three optional hooks serve stages whose outputs come in families (explain: one manifest per
+explainer, all sharing the drawn examples): `manifest_name(config)` (default `name`),
+`prepare(config, run, overwrite=)` (driver-side checks across manifests, migrations, clearing;
+called after `select`, before the manifest opens) and `up_to_date(config, run_dir, nid)` (a
+done unit whose inputs changed since, e.g. a score file older than the explanations it scored).
+
 `run_stage` is the one loop all stages share: open the run, check the stage manifest (resume,
 refuse a changed config, or start afresh with `overwrite`), run the remaining items through an
 executor, acknowledge each finished item in the manifest, then `finish`.
@@ -99,6 +105,17 @@ class Stage(ABC, Generic[C]):
         """Work items for `units` (default: one unit per item)."""
         return [WorkItem(n.layer, (n.neuron,)) for n in units]
 
+    def manifest_name(self, config: C) -> str:
+        """The manifest's name, RUN/stages/<name>.json (several explainers: explain-<name>)."""
+        return self.name
+
+    def prepare(self, config: C, run: Run, *, overwrite: bool) -> None:
+        """Driver-side work before the manifest opens (default: nothing)."""
+
+    def up_to_date(self, config: C, run_dir: Path, nid: NeuronId) -> bool:
+        """Whether a unit the manifest lists as done still holds (default: yes)."""
+        return True
+
     def plan(self, config: C, run: Run) -> list[WorkItem]:
         return self.group(config, self.select(config, run))
 
@@ -165,14 +182,16 @@ class StageOutcome:
         return len(self.rows)
 
 
-def _split_done(stage: Stage[Any], manifest: StageManifest, run_dir: Path,
+def _split_done(stage: Stage[Any], config: Any, manifest: StageManifest, run_dir: Path,
                 units: list[NeuronId]) -> tuple[list[NeuronId], list[NeuronId]]:
-    """(units to do, units already done): done = acknowledged in the manifest and file present."""
+    """(units to do, units already done): done = acknowledged in the manifest, file present and
+    still up to date."""
     todo: list[NeuronId] = []
     done: list[NeuronId] = []
     for nid in units:
         file = stage.unit_file(run_dir, nid)
-        if manifest.is_done(nid) and (file is None or file.is_file()):
+        if (manifest.is_done(nid) and (file is None or file.is_file())
+                and stage.up_to_date(config, run_dir, nid)):
             done.append(nid)
         else:
             todo.append(nid)
@@ -210,15 +229,16 @@ def run_stage(
     start = time.perf_counter()
     run = stage.open_run(config, Path(run_dir).expanduser())
     units = stage.select(config, run)  # first: a bad selection is reported before anything else
-    manifest = open_manifest(run.path, stage.name, stage.hashed(config, run),
-                             overwrite=overwrite)
+    stage.prepare(config, run, overwrite=overwrite)
+    name = stage.manifest_name(config)
+    manifest = open_manifest(run.path, name, stage.hashed(config, run), overwrite=overwrite)
     if overwrite:
         stage.clear(run)
-    left, reused = _split_done(stage, manifest, run.path, units)
-    for nid in left:  # files gone since they were acknowledged: they are redone
+    left, reused = _split_done(stage, config, manifest, run.path, units)
+    for nid in left:  # files gone (or stale) since they were acknowledged: they are redone
         manifest.forget(nid.layer, [nid.neuron])
     todo = stage.group(config, left)
-    outcome = StageOutcome(stage=stage.name, config_hash=manifest.config_hash, run_dir=run.path,
+    outcome = StageOutcome(stage=name, config_hash=manifest.config_hash, run_dir=run.path,
                            planned=units, rows={}, reused=reused, manifest=manifest)
     manifest.status = "running"
     manifest.save()
@@ -232,8 +252,7 @@ def run_stage(
     finished: set[WorkItem] = set()
     if todo:
         executor = executor or LocalExecutor()
-        bar = progress_bar(sum(len(i.units) for i in todo), stage.name, stage.unit_label,
-                           progress)
+        bar = progress_bar(sum(len(i.units) for i in todo), name, stage.unit_label, progress)
         try:
             for res in executor.run(WorkerSpec(stage, config, run.path), todo, stop=stop):
                 finished.add(res.item)
@@ -246,11 +265,11 @@ def run_stage(
                     if stage.fail_fast:
                         if res.exception is not None:
                             raise res.exception
-                        raise N2GError(f"{stage.name} failed on {res.item}: {res.error}")
+                        raise N2GError(f"{name} failed on {res.item}: {res.error}")
                     bar.write(f"warning: {res.item}: {res.error}", file=sys.stderr)
                     continue
                 if len(res.rows) != len(res.item.units):
-                    raise N2GError(f"{stage.name} returned {len(res.rows)} rows for "
+                    raise N2GError(f"{name} returned {len(res.rows)} rows for "
                                    f"{len(res.item.units)} units of {res.item}")
                 for nid, row in zip(res.item.nids(), res.rows, strict=True):
                     outcome.rows[nid] = row

@@ -90,8 +90,20 @@ def overview(view: RunView, rows: list[dict[str, Any]]) -> dict[str, Any]:
         "eval_table": (markdown_blocks(table.read_text(encoding="utf-8")) if table.is_file()
                        else None),
         "has_plot": (eval_dir / "f1_by_layer.png").is_file(),
+        "explain_table": explain_blocks(view.path),
         **extremes(rows),
     }
+
+
+def explain_blocks(run_dir: Path) -> list[dict[str, Any]] | None:
+    """The explanation/score table per layer over every scored unit (`n2g report`'s), as
+    blocks; None when nothing was scored."""
+    from neuron2graph.explain.report import explanation_report
+
+    report = explanation_report(run_dir)
+    if report is None or not report["markdown"]:
+        return None
+    return markdown_blocks(report["markdown"])
 
 
 def plot_file(run_dir: Path) -> Path:
