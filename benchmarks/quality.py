@@ -11,8 +11,9 @@ are built once per *build variant* on the train split with the real model:
 Every *prediction variant* is then scored model-free on validation AND test windows (same windows
 for every variant): the paper's search, calibration over all train windows (negatives
 included) without and with back-off, each on each build variant, plus the token and 5-gram
-lookups fitted on all train windows. `--tune` picks the vote / min-count of the calibrated
-variants per layer band on the validation windows only and reports test with those frozen.
+lookups fitted on all train windows. The report then picks the vote / min-count of the calibrated
+variants per layer band on the validation windows only, reports test with those frozen, and prints
+the family (build + back-off) and bands to freeze as `ImproveConfig`'s defaults.
 
     python benchmarks/quality.py RUN --layers 0,5,10,15,20,25,29 --per-layer 8 --out OUT \\
         --builds aug10,noaug10,noaug20
@@ -123,6 +124,8 @@ def score_neuron(run: Run, nid: NeuronId, cfg: EvalConfig, builds: list[str],
                 for mc in MIN_COUNTS:
                     c = CalibrateConfig(backoff=backoff, min_count=mc, vote=vote)
                     preds[f"{build}/{tag}/v{vote}/m{mc}"] = _cal_fn(g, c)
+    fired_in_train = {tok for ex, acts in windows for tok, a in zip(ex, acts, strict=True)
+                      if a >= cfg.threshold}
     rows = {}
     for which in ("val", "test"):
         c = EvalConfig(protocol="levels", split=which, seed=cfg.seed, min_act=cfg.min_act)
@@ -131,14 +134,19 @@ def score_neuron(run: Run, nid: NeuronId, cfg: EvalConfig, builds: list[str],
         file = out / build / f"{nid.layer}_{nid.neuron}.json"
         if file.exists():
             rows["test"].setdefault("misses", {})[build] = misses(
-                NeuronGraph.load(file), split.test, a_max, cfg.threshold)
+                NeuronGraph.load(file), split.test, a_max, cfg.threshold, fired_in_train)
     return rows
 
 
-def misses(graph: NeuronGraph, held: list[Any], a_max: float, thr: float) -> dict[str, int]:
-    """Why the paper's graph misses held-out firings, and where it fires wrongly."""
-    out = {"firing": 0, "hit": 0, "token_unseen": 0, "no_full_path": 0, "value_low": 0,
-           "false_pos": 0, "quiet": 0}
+def misses(graph: NeuronGraph, held: list[Any], a_max: float, thr: float,
+           fired_in_train: set[str]) -> dict[str, int]:
+    """Why the paper's graph misses held-out firings, and where it fires wrongly.
+
+    `token_unseen`: the firing token is no activating node of the graph; of those,
+    `never_fired_in_train` never fires in any train window (no method fitted on train can know
+    it from that token), the rest fire somewhere in train but not in the graph's examples."""
+    out = {"firing": 0, "hit": 0, "token_unseen": 0, "never_fired_in_train": 0,
+           "no_full_path": 0, "value_low": 0, "false_pos": 0, "quiet": 0}
     roots = graph.root.children
     for ex in held:
         pred = graph.predict(ex.tokens, search="longest")
@@ -150,6 +158,7 @@ def misses(graph: NeuronGraph, held: list[Any], a_max: float, thr: float) -> dic
                     out["hit"] += 1
                 elif graph.key(tok) not in roots:
                     out["token_unseen"] += 1
+                    out["never_fired_in_train"] += int(tok not in fired_in_train)
                 elif graph.match(ex.tokens, i) is None:
                     out["no_full_path"] += 1
                 else:
@@ -253,6 +262,20 @@ def report(all_rows: dict[str, list[dict[str, Any]]], layers: list[int], out: Pa
                 txt.append(f"{f1} / {ff}" + (f" (n={s['n']})" if key == "all" else ""))
             print(f"| {name} | " + " | ".join(txt) + " |")
     print("\nchosen on val:", json.dumps(chosen, indent=1))
+    frozen = freeze(val, chosen, bands)
+    if frozen:
+        result["frozen"] = frozen
+        print("\nimproved-method defaults chosen on val (family with the best pooled val F1, its "
+              f"per-band settings): {json.dumps(frozen)}")
+    if frozen:
+        levels = by_level(test, fixed, chosen[frozen["family"]], frozen["family"], bands)
+        result["by_level_test"] = levels
+        print("\n== test == Pearson by activation level (mean over neurons; weak/mid/strong "
+              "thirds of the activating bins, quiet = random text below min_act)")
+        print("| method | all | weak | mid | strong | quiet |")
+        for name, cells in levels.items():
+            txt = ["n/a" if v is None else f"{v:.2f}" for v in cells.values()]
+            print(f"| {name} | " + " | ".join(txt) + " |")
     for build in sorted({b for r in test for b in r.get("misses", {})}):
         print(f"\nwhy {build}/paper misses held-out test firings (token counts):")
         for b, ls in bands.items():
@@ -263,6 +286,44 @@ def report(all_rows: dict[str, list[dict[str, Any]]], layers: list[int], out: Pa
                         tot[k] = tot.get(k, 0) + v
             print(f"  band {b}: {tot}")
     (out / "report.json").write_text(json.dumps(result, indent=1))
+
+
+def freeze(val: list[dict[str, Any]], chosen: dict[str, dict[str, str]],
+           bands: dict[str, list[int]]) -> dict[str, Any] | None:
+    """The settings to freeze as `ImproveConfig`'s defaults, chosen on validation windows only.
+
+    Among the calibrated families with back-off (the improved method predicts with back-off), the
+    one whose tuned bands give the best pooled validation F1; its bands become
+    `ImproveConfig.bands` entries (first layer of the band, vote, min count)."""
+    fams = [f for f in chosen if f.endswith("/backoff")]
+    if not fams:
+        return None
+    best = max(fams, key=lambda f: _pool(val, chosen[f], bands)["f1"] or -1)
+    build = best.split("/")[0]
+    out_bands = []
+    for b, ls in sorted(bands.items(), key=lambda kv: min(kv[1])):
+        _, v, m = chosen[best][b].rsplit("/", 2)
+        out_bands.append([BANDS[b][0] if b in BANDS else min(ls), float(v[1:]), int(m[1:])])
+    return {"family": best, "augment": build.startswith("aug"),
+            "max_examples": int(build[-2:]), "bands": out_bands,
+            "val_f1": _pool(val, chosen[best], bands)["f1"]}
+
+
+def by_level(rows: list[dict[str, Any]], fixed: list[str], chosen: dict[str, str],
+             family: str, bands: dict[str, list[int]]) -> dict[str, dict[str, float | None]]:
+    """Mean Pearson per activation level for the fixed variants and the tuned family."""
+    out: dict[str, dict[str, float | None]] = {}
+    keys = ("pearson_weak", "pearson_mid", "pearson_strong", "pearson_quiet")
+    for name in [*fixed, f"{family} (tuned on val)"]:
+        ms = []
+        for r in rows:
+            m = chosen.get(band_of(r["layer"]), "") if name.endswith("(tuned on val)") else name
+            if m in r["methods"]:
+                ms.append(r["methods"][m])
+        cells = {"all": _mean([m["pearson"] for m in ms])}
+        cells.update({k.split("_")[1]: _mean([m["by_level"][k] for m in ms]) for k in keys})
+        out[name] = cells
+    return out
 
 
 def _pool(rows: list[dict[str, Any]], chosen: dict[str, str],

@@ -176,10 +176,8 @@ class ScoreStage(Stage[ScoreStageConfig]):
                             per_layer=config.per_layer).selected
 
     def prepare(self, config: ScoreStageConfig, run: Run, *, overwrite: bool) -> None:
-        wiped = family.check_examples(run, asdict(config.examples), overwrite=overwrite)
-        if overwrite and not wiped:
-            self.clear(run)
-        if not overwrite:
+        family.check_examples(run, asdict(config.examples), overwrite=overwrite)
+        if not overwrite:  # (with overwrite, run_stage clears the scores: `clear`)
             family.adopt_legacy(
                 run, family.SCORE, self.hashed(config, run), storage.root(run.path) / "scores",
                 lambda nid: self.up_to_date(config, run.path, nid))

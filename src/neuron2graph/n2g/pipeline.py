@@ -51,6 +51,9 @@ class ImproveConfig:
 
     max_examples: int = 20
     """Examples the graph is built from (the paper's protocol: 10)."""
+    augment: bool = False
+    """Run the augmenter (`N2GConfig.augmenter`) for the improved build. Off by default: chosen
+    on validation windows (docs/results.md), and the build is cheaper without it."""
     calibrate: CalibrateConfig = field(default_factory=CalibrateConfig)
     bands: tuple[tuple[int, float, int], ...] = ()
     """Per-layer settings chosen on validation windows: (first layer, vote, min_count); a layer
@@ -170,6 +173,8 @@ def _check_acts(acts: Sequence[float]) -> None:
 
 def _make_augmenter(lm: LoadedModel, runner: LayerRunner, config: N2GConfig) -> Augmenter | None:
     if not config.augmenter or config.augment.n_substitutes <= 0:
+        return None
+    if config.improve is not None and not config.improve.augment:
         return None
     if config.augmenter == "causal":
         tok = lm.tokenizer
