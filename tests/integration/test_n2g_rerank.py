@@ -32,13 +32,16 @@ def test_rerank_many_equals_per_group_rerank(family: str) -> None:
             range(len(want)), key=lambda i: -want[i])
 
 
-def test_rerank_many_matches_brute_force_and_charges_full_rows() -> None:
+def test_rerank_many_matches_brute_force_and_charges_prefix_once() -> None:
     lm = tiny_model("llama", n_layers=2)
     runner = LayerRunner(lm, 0, [0])
     batched = runner.rerank_many(REQUESTS)
     rows = {(tuple([*p[:k], c, *p[k + 1 :]]), k) for p, k, cs in REQUESTS for c in cs}
-    assert runner.meters[0].token_layers == pytest.approx(
-        sum(len(s) for s, _k in rows) * lm.n_layers)
+    # k = 0: whole rows; k >= 1: each distinct prefix once, then every candidate's suffix
+    prefixes = {s[:k] for s, k in rows if k > 0}
+    charged = (sum(len(s) for s, k in rows if k == 0) + sum(len(p) for p in prefixes)
+               + sum(len(s) - k for s, k in rows if k > 0))
+    assert runner.meters[0].token_layers == pytest.approx(charged * lm.n_layers)
     for (prompt, k, cands), got in zip(REQUESTS, batched, strict=True):
         full = [[*prompt[:k], c, *prompt[k + 1 :]] for c in cands]
         tok = [t[2] for t in runner.next_tokens(full, 1)]  # tok[p] = log p(token p | tokens < p)
@@ -53,7 +56,8 @@ def test_rerank_many_empty_and_shared_bill() -> None:
     with runner.shared([1.0, 3.0]):
         runner.rerank_many([([5, 9, 12], 1, [40, 41])])
     a, b = runner.meters
-    assert (a.token_layers, b.token_layers) == pytest.approx((6 * 2 / 4, 6 * 2 * 3 / 4))
+    # prefix [5] once + suffixes [40, 12] and [41, 12]: 5 tokens at 2 layers, split 1:3
+    assert (a.token_layers, b.token_layers) == pytest.approx((5 * 2 / 4, 5 * 2 * 3 / 4))
 
 
 def test_augmenter_same_prompts_with_batched_rerank() -> None:

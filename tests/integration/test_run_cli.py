@@ -45,6 +45,8 @@ def test_run_stages_resume_and_status(tmp_path: Path) -> None:
     assert redo[0]["detail"] == "already recorded (same configuration)"
     assert redo[1]["detail"] == "built 0, already done 3"
     assert redo[3]["detail"] == "decoded 0, already done 64"
+    assert redo[4]["detail"].startswith("explained graph: 0 now, ")  # explain/score: stages too
+    assert redo[5]["detail"].startswith("scored 0, already done ")
     # A flag given on the command line wins over the file: one more unit per layer.
     more = runner.invoke(app, [*args, "--per-layer", "4", "--stages", "build"])
     assert more.exit_code == 0, more.output
@@ -54,6 +56,9 @@ def test_run_stages_resume_and_status(tmp_path: Path) -> None:
     st = json.loads(status.stdout)
     assert st["stages"]["build"]["status"] == "complete"
     assert st["stages"]["build"]["layers"]["1"] == {"done": 4, "failed": 0, "pending": 0}
+    for name in ("explain-graph", "explain-tokens", "score"):  # per layer like the others
+        assert st["stages"][name]["status"] == "complete"
+        assert st["stages"][name]["layers"]["1"]["done"] >= 1
     text = runner.invoke(app, ["status", str(out)])
     assert "build" in text.stdout and "4 done" in text.stdout
 

@@ -109,7 +109,7 @@ def adopt_legacy(run: Any, name: str, config: dict[str, Any], folder: Path,
     print(f"migrated {folder.relative_to(run.path)}: {len(units)} units kept as done in "
           f"stages/{name}.json (the run predates stage manifests)", file=sys.stderr)
     have = {m.stage for m in family(run.path)}
-    scores = storage.unit_files(storage.root(run.path) / "scores")
+    scores = storage.unit_files(storage.scores_dir(run.path))
     if all(explain_manifest(e) in have for e in storage.explainers_done(run.path)) and (
             not scores or SCORE in have):
         (storage.root(run.path) / storage.LEGACY_SETTINGS).unlink(missing_ok=True)

@@ -21,13 +21,13 @@ def explanation_report(run_dir: str | Path) -> dict[str, Any] | None:
     run_dir = Path(run_dir)
     explainers: dict[str, dict[str, dict[str, int]]] = {}
     for name in storage.explainers_done(run_dir):
-        for nid in storage.unit_files(storage.root(run_dir) / "explanations" / name):
+        for nid in storage.unit_files(storage.explanations_dir(run_dir, name)):
             data = storage.read_json(storage.explanation_file(run_dir, name, nid))
             status = str(data.get("status")) if isinstance(data, dict) else "unreadable"
             cell = explainers.setdefault(name, {}).setdefault(str(nid.layer), {})
             cell[status] = cell.get(status, 0) + 1
     rows = []
-    for nid in storage.unit_files(storage.root(run_dir) / "scores"):
+    for nid in storage.unit_files(storage.scores_dir(run_dir)):
         row = storage.read_json(storage.scores_file(run_dir, nid))
         if isinstance(row, dict) and "methods" in row:
             rows.append(row)

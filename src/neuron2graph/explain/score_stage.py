@@ -179,14 +179,14 @@ class ScoreStage(Stage[ScoreStageConfig]):
         family.check_examples(run, asdict(config.examples), overwrite=overwrite)
         if not overwrite:  # (with overwrite, run_stage clears the scores: `clear`)
             family.adopt_legacy(
-                run, family.SCORE, self.hashed(config, run), storage.root(run.path) / "scores",
+                run, family.SCORE, self.hashed(config, run), storage.scores_dir(run.path),
                 lambda nid: self.up_to_date(config, run.path, nid))
 
     def clear(self, run: Run) -> None:
         import shutil
 
-        shutil.rmtree(storage.root(run.path) / "scores", ignore_errors=True)
-        (storage.root(run.path) / "table.md").unlink(missing_ok=True)
+        shutil.rmtree(storage.scores_dir(run.path), ignore_errors=True)
+        (storage.table_file(run.path)).unlink(missing_ok=True)
         conn = run.db()
         try:
             with conn:
@@ -218,7 +218,7 @@ class ScoreStage(Stage[ScoreStageConfig]):
                 storage.index_scores(conn, row)
         finally:
             conn.close()
-        write_text_atomic(storage.root(run.path) / "table.md",
+        write_text_atomic(storage.table_file(run.path),
                           markdown(layer_table(rows)) + "\n")
 
 

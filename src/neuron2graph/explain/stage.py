@@ -186,7 +186,7 @@ class ExplainStage(Stage[ExplainStageConfig]):
     def prepare(self, config: ExplainStageConfig, run: Run, *, overwrite: bool) -> None:
         examples = asdict(config.examples)
         family.check_examples(run, examples, overwrite=overwrite)
-        folder = storage.root(run.path) / "explanations" / config.explainer
+        folder = storage.explanations_dir(run.path, config.explainer)
         if overwrite:  # this explainer's outputs only (the examples stay when unchanged)
             import shutil
 

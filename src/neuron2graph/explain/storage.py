@@ -28,9 +28,10 @@ from typing import Any
 
 from neuron2graph.errors import N2GError
 from neuron2graph.ids import NeuronId
+from neuron2graph.store import layout
 from neuron2graph.store.atomic import write_json_atomic
 
-ROOT = "explain"
+ROOT = layout.EXPLAIN_DIR
 LEGACY_SETTINGS = "settings.json"
 """The example settings of a run explained before stage manifests (read once, then removed)."""
 
@@ -58,28 +59,16 @@ CREATE TABLE IF NOT EXISTS explanation_scores (
 """
 
 
-def root(run_dir: Path) -> Path:
-    return Path(run_dir) / ROOT
-
-
-def _name(nid: NeuronId) -> str:
-    return f"{nid.layer}_{nid.neuron}.json"
-
-
-def examples_file(run_dir: Path, nid: NeuronId) -> Path:
-    return root(run_dir) / "examples" / _name(nid)
-
-
-def graph_file(run_dir: Path, nid: NeuronId) -> Path:
-    return root(run_dir) / "graphs" / _name(nid)
-
-
-def explanation_file(run_dir: Path, explainer: str, nid: NeuronId) -> Path:
-    return root(run_dir) / "explanations" / explainer / _name(nid)
-
-
-def scores_file(run_dir: Path, nid: NeuronId) -> Path:
-    return root(run_dir) / "scores" / _name(nid)
+# Paths live in store/layout.py (one place for the whole run directory); these are the names the
+# explain stages use for them.
+root = layout.explain_dir
+examples_file = layout.explain_examples_file
+graph_file = layout.explain_graph_file
+explanations_dir = layout.explanations_dir
+explanation_file = layout.explanation_file
+scores_dir = layout.scores_dir
+scores_file = layout.scores_file
+table_file = layout.score_table_file
 
 
 def read_json(path: Path) -> Any:
@@ -111,7 +100,7 @@ def save(path: Path, obj: Any) -> None:
 
 
 def explainers_done(run_dir: Path) -> list[str]:
-    folder = root(run_dir) / "explanations"
+    folder = explanations_dir(run_dir)
     return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
 
 
@@ -162,7 +151,7 @@ def reindex_scores(run_dir: Path, conn: sqlite3.Connection) -> int:
     with conn:
         conn.execute("DELETE FROM explanation_scores")
     n = 0
-    for nid in unit_files(root(run_dir) / "scores"):
+    for nid in unit_files(scores_dir(run_dir)):
         data = read_json(scores_file(run_dir, nid))
         if isinstance(data, dict) and "unit" in data:
             index_scores(conn, data)
@@ -178,7 +167,7 @@ def reindex(run_dir: Path, conn: sqlite3.Connection) -> int:
         conn.execute("DELETE FROM explanations_fts")
     n = 0
     for explainer in explainers_done(run_dir):
-        for path in sorted((root(run_dir) / "explanations" / explainer).glob("*.json")):
+        for path in sorted(explanations_dir(run_dir, explainer).glob("*.json")):
             data = read_json(path)
             if isinstance(data, dict) and "unit" in data:
                 index_explanation(conn, data)

@@ -254,26 +254,106 @@ class LayerRunner:
         """`rerank` for many (prompt, k, candidates) groups at once, in a few padded forwards.
 
         Per-group calls are dominated by per-call overhead on small matmuls (a layer-0 neuron made
-        ~45 of them, 43 of its 47 s), so every candidate's whole prompt is built, deduplicated,
-        sorted by length and run right-padded through the base model in token-budgeted batches.
-        The LM head and log_softmax are applied only to the hidden states that predict tokens
-        k..n-1 of each row (position k-1 onwards; from 0 when k = 0, where the candidate itself
-        is unscored, as in `rerank`), so the scores equal `rerank`'s up to float rounding. Each
-        row costs its full length (the prefix is recomputed per candidate, unlike `rerank`'s KV
-        cache): more token-layers, far fewer seconds.
+        ~45 of them, 43 of its 47 s), so the groups are batched. Groups with k >= 1 share their
+        prefix tokens[:k] between candidates (and between groups with the same prefix): all
+        groups with the same k run their distinct prefixes once, KV-cached, then every
+        candidate's suffix (candidate, tokens[k+1:]) right-padded on that cache
+        (`_rerank_prefixed`), so a row costs its suffix, not its whole prompt. Groups with k = 0
+        have no prefix: every candidate's whole prompt runs right-padded (`_rerank_rows`). The
+        LM head and log_softmax are applied only to the hidden states that predict tokens k..n-1
+        (the candidate at k = 0 is unscored, as in `rerank`), so the scores equal `rerank`'s up
+        to float rounding.
         """
-        lm = self.lm
         rows: dict[tuple[tuple[int, ...], int], float] = {}
         for prompt, k, cands in requests:
             for c in cands:
                 full = (*prompt[:k], int(c), *prompt[k + 1 :])
                 rows[(full, k)] = 0.0
-        keys = sorted(rows, key=lambda r: len(r[0]))
-        model: Any = lm.model
-        base: Any = model.base_model
+        self._rerank_rows(rows, [key for key in rows if key[1] == 0])
+        by_k: dict[int, list[tuple[tuple[int, ...], int]]] = {}
+        for key in rows:
+            if key[1] > 0:
+                by_k.setdefault(key[1], []).append(key)
+        for k, keys in sorted(by_k.items()):
+            self._rerank_prefixed(rows, k, keys)
+        return [
+            [rows[((*prompt[:k], int(c), *prompt[k + 1 :]), k)] for c in cands]
+            for prompt, k, cands in requests
+        ]
+
+    def _head_logp(self, hidden: Tensor, target: Tensor) -> Tensor:
+        """log p(target) under the LM head for each row of `hidden` [rows, d], in chunks that
+        bound the [rows, vocab] logits (~16 MB in fp32)."""
+        model: Any = self.lm.model
         head: Any = model.get_output_embeddings()
         cap = getattr(getattr(model, "config", None), "final_logit_softcapping", None)
-        head_rows = max(1, 4_000_000 // max(1, self._vocab()))  # logits chunk: ~16 MB in fp32
+        head_rows = max(1, 4_000_000 // max(1, self._vocab()))
+        out = torch.empty(len(target), dtype=torch.float32, device=hidden.device)
+        for a in range(0, len(target), head_rows):
+            logits = head(hidden[a : a + head_rows]).float()
+            if cap:
+                logits = torch.tanh(logits / cap) * cap
+            out[a : a + head_rows] = logits.log_softmax(-1).gather(
+                -1, target[a : a + head_rows, None])[:, 0]
+        return out
+
+    def _rerank_prefixed(self, rows: dict[tuple[tuple[int, ...], int], float], k: int,
+                         keys: list[tuple[tuple[int, ...], int]]) -> None:
+        """Score rows that all replace position k >= 1: distinct prefixes once, KV-cached, then
+        the suffixes on the cache, in token-budgeted chunks (rows of one prefix stay together)."""
+        keys = sorted(keys, key=lambda key: (key[0][:k], len(key[0])))
+        chunk: list[tuple[tuple[int, ...], int]] = []
+        width = 0
+        for key in keys:
+            wide = max(width, len(key[0]))
+            if chunk and ((len(chunk) + 1) * wide > self.max_batch_tokens
+                          or len(chunk) >= self.max_rows):
+                self._score_prefixed(rows, k, chunk)
+                chunk, wide = [], len(key[0])
+            chunk.append(key)
+            width = wide
+        if chunk:
+            self._score_prefixed(rows, k, chunk)
+
+    def _score_prefixed(self, rows: dict[tuple[tuple[int, ...], int], float], k: int,
+                        chunk: list[tuple[tuple[int, ...], int]]) -> None:
+        """One chunk of `_rerank_prefixed`: its distinct prefixes, then its suffixes."""
+        lm = self.lm
+        model: Any = lm.model
+        base: Any = model.base_model
+        prefixes = list(dict.fromkeys(s[:k] for s, _k in chunk))
+        where = {p: j for j, p in enumerate(prefixes)}
+        start = time.perf_counter()
+        pre = base(input_ids=torch.tensor(prefixes, device=lm.device), use_cache=True)
+        cache = _cache_of(pre)
+        owner = torch.tensor([where[s[:k]] for s, _k in chunk], device=lm.device)
+        cache.batch_select_indices(owner)
+        cands = torch.tensor([s[k] for s, _k in chunk], device=lm.device)
+        first = self._head_logp(pre.last_hidden_state[owner, -1], cands)
+        suffix = pad_batch([s[k:] for s, _k in chunk], self.pad_id)[0].to(lm.device)
+        # right padding needs no mask: a causal model's real positions never see later pads
+        hidden = base(input_ids=suffix, use_cache=True,
+                      **{_cache_kwarg(base): cache}).last_hidden_state
+        row_idx = [r for r, (s, _k) in enumerate(chunk) for _j in range(len(s) - k - 1)]
+        pos_idx = [j for s, _k in chunk for j in range(len(s) - k - 1)]
+        rsel = torch.as_tensor(row_idx, dtype=torch.long, device=hidden.device)
+        psel = torch.as_tensor(pos_idx, dtype=torch.long, device=hidden.device)
+        sums = first.clone()
+        sums.index_add_(0, rsel, self._head_logp(hidden[rsel, psel], suffix[rsel, psel + 1]))
+        seconds = time.perf_counter() - start
+        tokens = [k] * len(prefixes) + [len(s) - k for s, _k in chunk]
+        owners = [[0] for _ in tokens] if self._shared is None else [[] for _ in tokens]
+        self._charge(owners, tokens, k + suffix.shape[1], lm.n_layers, seconds)
+        for key, score in zip(chunk, sums.cpu().tolist(), strict=True):
+            rows[key] = float(score)
+
+    def _rerank_rows(self, rows: dict[tuple[tuple[int, ...], int], float],
+                     keys: list[tuple[tuple[int, ...], int]]) -> None:
+        """Score whole rows, right-padded in token-budgeted batches (rows with k = 0)."""
+        lm = self.lm
+        keys = sorted(keys, key=lambda r: len(r[0]))
+        model: Any = lm.model
+        base: Any = model.base_model
         lengths = [len(s) for s, _k in keys]
         # padding is real compute at full depth (the rows are short and many): bound it at 10%
         for batch in _batches(lengths, self.max_batch_tokens, self.max_rows, max_waste=0.1):
@@ -290,15 +370,7 @@ class LayerRunner:
                 pos_idx.extend(span)
             rsel = torch.as_tensor(row_idx, dtype=torch.long, device=hidden.device)
             psel = torch.as_tensor(pos_idx, dtype=torch.long, device=hidden.device)
-            target = ids.to(hidden.device)[rsel, psel + 1]
-            picked = hidden[rsel, psel]
-            token_logp = torch.empty(len(row_idx), dtype=torch.float32, device=hidden.device)
-            for a in range(0, len(row_idx), head_rows):
-                logits = head(picked[a : a + head_rows]).float()
-                if cap:
-                    logits = torch.tanh(logits / cap) * cap
-                token_logp[a : a + head_rows] = logits.log_softmax(-1).gather(
-                    -1, target[a : a + head_rows, None])[:, 0]
+            token_logp = self._head_logp(hidden[rsel, psel], ids.to(hidden.device)[rsel, psel + 1])
             sums = torch.zeros(len(seqs), dtype=torch.float32, device=hidden.device)
             sums.index_add_(0, rsel, token_logp)
             seconds = time.perf_counter() - start
@@ -306,10 +378,6 @@ class LayerRunner:
             self._charge(owners, [len(s) for s, _k in seqs], ids.shape[1], lm.n_layers, seconds)
             for key, score in zip(seqs, sums.cpu().tolist(), strict=True):
                 rows[key] = float(score)
-        return [
-            [rows[((*prompt[:k], int(c), *prompt[k + 1 :]), k)] for c in cands]
-            for prompt, k, cands in requests
-        ]
 
     def _vocab(self) -> int:
         cfg = getattr(self.lm.model, "config", None)

@@ -18,8 +18,10 @@ GRAPHS_DIR = "graphs"
 EVAL_DIR = "eval"
 DECODE_DIR = "decode"
 STAGES_DIR = "stages"
-ALIGN_DIR = "align"
 """One manifest per stage: stages/<name>.json (config hash, status, per-unit completion)."""
+ALIGN_DIR = "align"
+EXPLAIN_DIR = "explain"
+"""Explain and score stages: examples, graphs, explanations, scores (docs/explain.md)."""
 INDEX = "index.sqlite"
 """The derived SQLite index: delete it and `n2g reindex` rebuilds it from the files."""
 TOKENIZER_DIR = "tokenizer"
@@ -84,9 +86,52 @@ def stage_manifest_file(run_dir: Path, stage: str) -> Path:
     return run_dir / STAGES_DIR / f"{stage}.json"
 
 
+def _unit_json(nid: NeuronId) -> str:
+    return f"{nid.layer}_{nid.neuron}.json"
+
+
+def explain_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / EXPLAIN_DIR
+
+
+def explain_examples_file(run_dir: Path, nid: NeuronId) -> Path:
+    """A unit's explain/score contexts (train, test, negatives, hard negatives)."""
+    return explain_dir(run_dir) / "examples" / _unit_json(nid)
+
+
+def explain_graph_file(run_dir: Path, nid: NeuronId) -> Path:
+    """The N2G graph the explain stages built on the unit's train contexts."""
+    return explain_dir(run_dir) / "graphs" / _unit_json(nid)
+
+
+def explanations_dir(run_dir: Path, explainer: str | None = None) -> Path:
+    """All explainers' folders, or one explainer's (one `L_N.json` per unit)."""
+    folder = explain_dir(run_dir) / "explanations"
+    return folder / explainer if explainer is not None else folder
+
+
+def explanation_file(run_dir: Path, explainer: str, nid: NeuronId) -> Path:
+    return explanations_dir(run_dir, explainer) / _unit_json(nid)
+
+
+def scores_dir(run_dir: Path) -> Path:
+    return explain_dir(run_dir) / "scores"
+
+
+def scores_file(run_dir: Path, nid: NeuronId) -> Path:
+    """Every method's scores on one unit (JSON, written by `n2g score`)."""
+    return scores_dir(run_dir) / _unit_json(nid)
+
+
+def score_table_file(run_dir: Path) -> Path:
+    """The per-layer score table in Markdown (`n2g score`)."""
+    return explain_dir(run_dir) / "table.md"
+
+
 __all__ = [
     "DECODE_DIR",
     "EVAL_DIR",
+    "EXPLAIN_DIR",
     "GRAPHS_DIR",
     "INDEX",
     "MANIFEST",
@@ -98,12 +143,20 @@ __all__ = [
     "eval_dir",
     "eval_graph_file",
     "eval_unit_file",
+    "explain_dir",
+    "explain_examples_file",
+    "explain_graph_file",
+    "explanation_file",
+    "explanations_dir",
     "graph_file",
     "graphs_dir",
     "index_file",
     "layer_file",
     "manifest_file",
     "sample_file",
+    "score_table_file",
+    "scores_dir",
+    "scores_file",
     "stage_manifest_file",
     "stages_dir",
 ]
