@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 from neuron2graph.corpus import describe_corpus, iter_documents, iter_windows
+from neuron2graph.errors import N2GError
 from neuron2graph.ids import NeuronId
 from neuron2graph.models import load_model
 from neuron2graph.n2g.graph_io import save_graph
@@ -118,11 +119,18 @@ def main() -> None:
     lm = load_model("smollm2-135m", device="cpu", dtype="fp32")
     print(f"model loaded in {time.perf_counter() - t0:.1f} s: {lm.n_layers} layers", flush=True)
     t0 = time.perf_counter()
-    windows = iter_windows(iter_documents(args.corpus), lm.tokenizer, length=64)
-    run = record(lm, windows, layers, args.run,
-                 RecordConfig(window=64, top_k=args.top_k, max_tokens=args.tokens),
-                 progress=False, corpus=describe_corpus(args.corpus))
-    print(f"run {args.run} ready in {time.perf_counter() - t0:.1f} s", flush=True)
+    try:  # a finished run that holds these layers (e.g. recorded for more layers) is reused
+        run = Run.open(args.run)
+        reuse = set(layers) <= set(run.layers)
+    except N2GError:
+        reuse = False
+    if not reuse:
+        windows = iter_windows(iter_documents(args.corpus), lm.tokenizer, length=64)
+        record(lm, windows, layers, args.run,
+               RecordConfig(window=64, top_k=args.top_k, max_tokens=args.tokens),
+               progress=False, corpus=describe_corpus(args.corpus))
+    print(f"run {args.run} ready in {time.perf_counter() - t0:.1f} s"
+          + (" (reused)" if reuse else ""), flush=True)
     run = Run.open(args.run)
 
     throughput = [calibrate(lm)]
