@@ -17,10 +17,12 @@ Three small tables (issue 13), every figure measured in this run and printed wit
 Judge-based scorers (detection/fuzzing/simulation of sentences by an LLM, surprisal) are not
 run here: with the in-process 135M model they cost minutes per unit on a CPU (docs/explain.md).
 `--intervention N` adds the intervention scorer on the `tokens` sentence of the first N units
-of each group (about 30-55 s per unit at layer 0 on a loaded 2-core CPU).
+of each group (about 30-55 s per unit at layer 0 on a loaded 2-core CPU); `--judge N` adds
+detection of that sentence judged by the in-process SmolLM2-135M-Instruct (P("1") from its
+log-probs) on the same units (about 70 s per unit at a load average of 2-3).
 
     python benchmarks/seed003.py neurons=RUN_N latents=RUN_L random=RUN_R --per-group 8 \
-        [--augmenter none|causal] [--intervention 0] [--json out.json]
+        [--augmenter none|causal] [--intervention 0] [--judge 0] [--json out.json]
 
 Library functions only (explain/examples, explain/scoring, explain/explainers, n2g pipeline).
 """
@@ -51,9 +53,10 @@ MODES = ("top", "quantiles", "mix")
 COLUMNS = ("graph.detection.auroc", "graph.fuzz.auroc", "graph.simulation.pearson",
            "token.detection.auroc", "token.fuzz.auroc", "token.simulation.pearson",
            "sentence:graph.embedding.auroc", "sentence:tokens.embedding.auroc",
-           "sentence:tokens.intervention.auroc")
+           "sentence:tokens.intervention.auroc", "sentence:tokens.detection.auroc")
 SHORT = ("graph det", "graph fuzz", "graph sim r", "token det", "token fuzz", "token sim r",
-         "emb(graph sent.)", "emb(tokens sent.)", "interv.(tokens sent.)")
+         "emb(graph sent.)", "emb(tokens sent.)", "interv.(tokens sent.)",
+         "judged det(tokens sent.)")
 PAIRS = (("graph.detection.auroc", "graph.simulation.pearson"),
          ("graph.fuzz.auroc", "graph.simulation.pearson"),
          ("token.detection.auroc", "token.simulation.pearson"),
@@ -61,7 +64,10 @@ PAIRS = (("graph.detection.auroc", "graph.simulation.pearson"),
          ("graph.detection.auroc", "graph.fuzz.auroc"),
          ("sentence:tokens.embedding.auroc", "token.detection.auroc"),
          ("sentence:graph.embedding.auroc", "graph.detection.auroc"),
-         ("sentence:tokens.intervention.auroc", "token.detection.auroc"))
+         ("sentence:tokens.intervention.auroc", "token.detection.auroc"),
+         ("sentence:tokens.detection.auroc", "token.detection.auroc"),
+         ("sentence:tokens.detection.auroc", "token.simulation.pearson"),
+         ("sentence:tokens.embedding.auroc", "sentence:tokens.detection.auroc"))
 
 
 def build_graphs(lm: Any, source: Any, units: list[tuple[NeuronId, UnitExamples]],
@@ -84,7 +90,7 @@ def explain(ex: UnitExamples, graph: Any) -> list[Explanation]:
 
 
 def run_group(name: str, path: Path, args: argparse.Namespace, modes: tuple[str, ...],
-              timing: dict[str, float]) -> list[dict[str, Any]]:
+              timing: dict[str, float], judge: Any) -> list[dict[str, Any]]:
     run = Run.open(path)
     base = ExampleConfig()
     sel = select_units(run, base, layers=[args.layer], per_layer=args.per_group)
@@ -115,6 +121,13 @@ def run_group(name: str, path: Path, args: argparse.Namespace, modes: tuple[str,
             if steer is not None and mode == "mix" and i < args.intervention and tokens:
                 # on the tokens sentence only: its cost is the model's forwards
                 tokens["intervention"] = steer.score(ex, tokens["text"])
+            if judge is not None and mode == "mix" and i < args.judge and tokens:
+                from neuron2graph.explain.scorers.bench import detection_sentence
+
+                t1 = time.perf_counter()
+                tokens["detection"] = detection_sentence(judge, tokens["text"], ex)
+                timing[f"{name}: judged detection"] = (timing.get(f"{name}: judged detection", 0)
+                                                       + time.perf_counter() - t1)
             metrics = flatten(scores)
             metrics["graph.empty"] = float(not graphs[nid].root.children)
             texts = {e.explainer: e.text for e in expls}
@@ -136,6 +149,7 @@ def main() -> None:
     ap.add_argument("--per-group", type=int, default=8)
     ap.add_argument("--augmenter", choices=("none", "causal"), default="none")
     ap.add_argument("--intervention", type=int, default=0)
+    ap.add_argument("--judge", type=int, default=0)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     groups = [(s.split("=", 1)[0], Path(s.split("=", 1)[1])) for s in args.runs]
@@ -145,8 +159,13 @@ def main() -> None:
     timing: dict[str, float] = {}
     t_all = time.perf_counter()
     rows: list[dict[str, Any]] = []
+    judge = None
+    if args.judge:
+        from neuron2graph.explain.llm import LocalChat
+
+        judge = LocalChat("smollm2-135m", device="cpu", batch_size=8)
     for i, (name, path) in enumerate(groups):
-        rows += run_group(name, path, args, MODES if i == 0 else ("mix",), timing)
+        rows += run_group(name, path, args, MODES if i == 0 else ("mix",), timing, judge)
     mix = [r for r in rows if r["mode"] == "mix"]
     names = [g for g, _ in groups]
 
