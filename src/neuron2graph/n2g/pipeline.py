@@ -55,9 +55,13 @@ class ImproveConfig:
     """Run the augmenter (`N2GConfig.augmenter`) for the improved build. Off by default: chosen
     on validation windows (docs/results.md), and the build is cheaper without it."""
     calibrate: CalibrateConfig = field(default_factory=CalibrateConfig)
-    bands: tuple[tuple[int, float, int], ...] = ()
-    """Per-layer settings chosen on validation windows: (first layer, vote, min_count); a layer
-    uses the last band starting at or below it, else `calibrate`'s vote and min_count."""
+    bands: tuple[tuple[int, float, int], ...] = ((0, 0.6, 1), (5, 0.5, 3), (15, 0.5, 1),
+                                                 (25, 0.3, 1))
+    """Per-layer settings: (first layer, vote, min_count); a layer uses the last band starting at
+    or below it, else `calibrate`'s vote and min_count. The defaults were chosen on validation
+    windows only by benchmarks/quality.py on SmolLM2-135M (docs/results.md, issue 15) and frozen
+    before the test windows were scored (6 neurons per layer at layers 0-29: a noisy choice,
+    see docs/results.md)."""
 
     def for_layer(self, layer: int) -> CalibrateConfig:
         chosen = self.calibrate
