@@ -31,6 +31,7 @@ import argparse
 import gc
 import json
 import os
+import resource
 import sys
 import time
 from dataclasses import replace
@@ -49,9 +50,10 @@ from neuron2graph.store.run import Run
 MODES = ("top", "quantiles", "mix")
 COLUMNS = ("graph.detection.auroc", "graph.fuzz.auroc", "graph.simulation.pearson",
            "token.detection.auroc", "token.fuzz.auroc", "token.simulation.pearson",
-           "sentence:graph.embedding.auroc", "sentence:tokens.embedding.auroc")
+           "sentence:graph.embedding.auroc", "sentence:tokens.embedding.auroc",
+           "sentence:tokens.intervention.auroc")
 SHORT = ("graph det", "graph fuzz", "graph sim r", "token det", "token fuzz", "token sim r",
-         "emb(graph sent.)", "emb(tokens sent.)")
+         "emb(graph sent.)", "emb(tokens sent.)", "interv.(tokens sent.)")
 PAIRS = (("graph.detection.auroc", "graph.simulation.pearson"),
          ("graph.fuzz.auroc", "graph.simulation.pearson"),
          ("token.detection.auroc", "token.simulation.pearson"),
@@ -160,7 +162,9 @@ def main() -> None:
     print("\ntiming (s):")
     for k, v in timing.items():
         print(f"  {k}: {v:.1f}")
-    print(f"total {time.perf_counter() - t_all:.1f} s; load average at end: "
+    cpu = resource.getrusage(resource.RUSAGE_SELF)
+    print(f"total {time.perf_counter() - t_all:.1f} s wall, {cpu.ru_utime + cpu.ru_stime:.1f} "
+          f"CPU-s (this process); load average at end: "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "timing": timing}, indent=1))
