@@ -22,10 +22,12 @@ import os
 import platform
 import resource
 import time
+from pathlib import Path
 
 import torch
 
-from neuron2graph.decode import decode_layer, open_run_db, save_layer
+from neuron2graph.decode import decode_layer, save_layer
+from neuron2graph.decode.stage import create_decode_run
 from neuron2graph.decode.weights import FinalNorm, is_gated, neuron_directions, unembedding
 from neuron2graph.ids import parse_layers
 from neuron2graph.models import load_model
@@ -63,7 +65,8 @@ def main() -> None:
     ]
     nc, vc = args.chunk_size, args.vocab_chunk_size
     sync = torch.cuda.synchronize if lm.device.type == "cuda" else (lambda: None)
-    conn = open_run_db(args.out, lm) if args.out else None
+    # --out: a decode-only run (as `n2g decode --out` creates) whose SQLite view is written too.
+    conn = create_decode_run(Path(args.out), lm).db() if args.out else None
 
     # Warm-up (first-call allocations, BLAS thread start-up) on one layer, not timed.
     decode_layer(lm, layers[0], top=args.top, neuron_chunk=nc, vocab_chunk=vc, norm=norm,
