@@ -10,10 +10,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -67,6 +68,19 @@ def executor_from_options(name: str, address: str | None, workers: int | None, c
 
     return make_executor(name, workers=workers, address=address, cpus_per_worker=cpus,
                          gpus_per_worker=gpus)
+
+
+@contextlib.contextmanager
+def open_executor(name: str, address: str | None, workers: int | None, cpus: float,
+                  gpus: float) -> Iterator[Any]:
+    """`executor_from_options` for one command, closed (Ray shut down) however it ends."""
+    from neuron2graph.stages.executor import close_executor
+
+    executor = executor_from_options(name, address, workers, cpus, gpus)
+    try:
+        yield executor
+    finally:
+        close_executor(executor)
 
 
 def wrap_errors(fn: F) -> F:

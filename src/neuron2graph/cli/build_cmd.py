@@ -21,7 +21,7 @@ from neuron2graph.cli.app import (
     WorkersOpt,
     command,
     emit_json,
-    executor_from_options,
+    open_executor,
 )
 from neuron2graph.errors import N2GError
 
@@ -76,20 +76,16 @@ def build_command(
     """
     from neuron2graph.ids import NeuronId
     from neuron2graph.n2g.stage import BuildStageConfig, run
-    from neuron2graph.stages.executor import close_executor
 
     config = BuildStageConfig(
         neurons=tuple(NeuronId.parse_list(neurons)) if neurons else None, layer=layer,
         sample=sample, seed=seed, top_k=top_k, augmenter=augmenter if augment else None,
         mask=mask, dtype=None if dtype == "auto" else dtype, device=device,
         batch_neurons=batch_neurons, method=method)
-    executor = executor_from_options(executor_name, address, workers, cpus_per_worker,
-                                     gpus_per_worker)
-    try:
+    with open_executor(executor_name, address, workers, cpus_per_worker,
+                       gpus_per_worker) as executor:
         outcome = run(config, run_dir, executor=executor, overwrite=overwrite,
                       progress=not quiet)
-    finally:
-        close_executor(executor)
     report: list[dict[str, Any]] = [{"neuron": str(n), "status": "skipped (exists)"}
                                     for n in outcome.reused]
     report += [outcome.rows[n] for n in outcome.rows]

@@ -18,7 +18,7 @@ from neuron2graph.cli.app import (
     WorkersOpt,
     command,
     emit_json,
-    executor_from_options,
+    open_executor,
 )
 
 
@@ -112,11 +112,9 @@ def eval_command(
     from neuron2graph.evaluate.report import markdown_table, summary
     from neuron2graph.evaluate.run import evaluate
     from neuron2graph.ids import NeuronId, layer_option
-    from neuron2graph.stages.executor import close_executor
 
-    executor = executor_from_options(executor_name, address, workers, cpus_per_worker,
-                                     gpus_per_worker)
-    try:
+    with open_executor(executor_name, address, workers, cpus_per_worker,
+                       gpus_per_worker) as executor:
         done = evaluate(
             run_dir, layers=layer_option(layers), per_layer=per_layer,
             neurons=NeuronId.parse_list(neurons) if neurons else None, seed=seed, top_k=top_k,
@@ -125,8 +123,6 @@ def eval_command(
             min_act=min_act, augmenter=augmenter, batch_neurons=batch_neurons,
             max_minutes=max_minutes, device=device, dtype=None if dtype == "auto" else dtype,
             overwrite=overwrite, progress=not quiet and not json_out, executor=executor)
-    finally:
-        close_executor(executor)
     results, paths, outcome = done.results, done.paths, done.outcome
     if json_out:
         emit_json(summary(results))

@@ -20,7 +20,7 @@ from neuron2graph.cli.app import (
     WorkersOpt,
     command,
     emit_json,
-    executor_from_options,
+    open_executor,
 )
 
 RunArg = Annotated[Path, typer.Argument(help="Run directory made by n2g record.")]
@@ -116,7 +116,6 @@ def explain_command(
     """Write one explanation per unit into RUN/explain/explanations/<explainer>/ (resumable;
     manifest RUN/stages/explain-<explainer>.json)."""
     from neuron2graph.explain.stage import ExplainStageConfig, run
-    from neuron2graph.stages.executor import close_executor
 
     config = ExplainStageConfig(
         explainer=explainer, model=model, max_examples=max_examples,
@@ -125,13 +124,10 @@ def explain_command(
         per_layer=per_layer, base_url=base_url, concurrency=concurrency, timeout=timeout,
         device=device, **_scope(neurons, layers))
     config.check()
-    executor = executor_from_options(executor_name, address, workers, cpus_per_worker,
-                                     gpus_per_worker)
-    try:
+    with open_executor(executor_name, address, workers, cpus_per_worker,
+                       gpus_per_worker) as executor:
         out = run(config, run_dir, executor=executor, overwrite=overwrite,
                   progress=not quiet and not json_out)
-    finally:
-        close_executor(executor)
     if json_out:
         emit_json(out.to_json(out.outcome.run_dir, explainer))
         return
@@ -198,7 +194,6 @@ def score_command(
     """
     from neuron2graph.explain.score_stage import ScoreStageConfig, run
     from neuron2graph.explain.scoring import check_scorers, markdown
-    from neuron2graph.stages.executor import close_executor
 
     names = check_scorers([s.strip() for s in scorers.split(",") if s.strip()])
     config = ScoreStageConfig(
@@ -208,13 +203,10 @@ def score_command(
         per_layer=per_layer, base_url=base_url, concurrency=concurrency, timeout=timeout,
         device=device, **_scope(neurons, layers))
     config.check()
-    executor = executor_from_options(executor_name, address, workers, cpus_per_worker,
-                                     gpus_per_worker)
-    try:
+    with open_executor(executor_name, address, workers, cpus_per_worker,
+                       gpus_per_worker) as executor:
         out = run(config, run_dir, executor=executor, overwrite=overwrite,
                   progress=not quiet and not json_out)
-    finally:
-        close_executor(executor)
     table = out.table()
     failed = out.failed_calls
     computed, reused = out.outcome.computed, len(out.outcome.reused)

@@ -64,6 +64,21 @@ def select_units(run: Any, cfg: ExampleConfig, *, neurons: Sequence[NeuronId] | 
     return sel
 
 
+
+def select_for_stage(run_dir: str | Path, config: Any) -> tuple[Any, Selection]:
+    """Open the run and pick the units an explain or score config asks for (its `examples`,
+    `neurons`, `layers`, `per_layer`); one line when none is usable. Shared by both stages'
+    `run()` so they select, and refuse, identically."""
+    from neuron2graph.store.run import Run
+
+    the_run = Run.open(Path(run_dir).expanduser())
+    sel = select_units(the_run, config.examples, neurons=config.neurons, layers=config.layers,
+                       per_layer=config.per_layer)
+    if not sel.selected:
+        raise N2GError(f"no usable unit ({len(sel.excluded)} excluded: "
+                       f"{sel.excluded[0]['reason'] if sel.excluded else 'none recorded'})")
+    return the_run, sel
+
 def load_examples(run: Any, nid: NeuronId, cfg: ExampleConfig, *,
                   save: bool = True) -> UnitExamples:
     """The unit's examples from RUN/explain/examples, drawn (and saved) on first use."""

@@ -260,17 +260,11 @@ class ScoreResult:
 def run(config: ScoreStageConfig, run_dir: str | Path, *, executor: Executor | None = None,
         overwrite: bool = False, progress: bool = True) -> ScoreResult:
     """Score the units `config` selects (resumable per unit; see the module docstring)."""
-    from neuron2graph.explain.pipeline import select_units
-    from neuron2graph.store.run import Run
+    from neuron2graph.explain.pipeline import select_for_stage
 
     config.check()
     t0 = time.perf_counter()
-    the_run = Run.open(Path(run_dir).expanduser())
-    sel = select_units(the_run, config.examples, neurons=config.neurons, layers=config.layers,
-                       per_layer=config.per_layer)
-    if not sel.selected:
-        raise N2GError(f"no usable unit ({len(sel.excluded)} excluded: "
-                       f"{sel.excluded[0]['reason'] if sel.excluded else 'none recorded'})")
+    the_run, sel = select_for_stage(run_dir, config)
     chosen = replace(config, neurons=tuple(sel.selected), layers=None)
     try:
         outcome = run_stage(STAGE, chosen, the_run.path, executor, overwrite=overwrite,

@@ -259,17 +259,11 @@ def _n_files(run_dir: Path, explainer: str, units: list[NeuronId]) -> int:
 def run(config: ExplainStageConfig, run_dir: str | Path, *, executor: Executor | None = None,
         overwrite: bool = False, progress: bool = True) -> ExplainResult:
     """Explain the units `config` selects (resumable per unit; see the module docstring)."""
-    from neuron2graph.explain.pipeline import select_units
-    from neuron2graph.store.run import Run
+    from neuron2graph.explain.pipeline import select_for_stage
 
     config.check()
     t0 = time.perf_counter()
-    the_run = Run.open(Path(run_dir).expanduser())
-    sel = select_units(the_run, config.examples, neurons=config.neurons, layers=config.layers,
-                       per_layer=config.per_layer)
-    if not sel.selected:
-        raise N2GError(f"no usable unit ({len(sel.excluded)} excluded: "
-                       f"{sel.excluded[0]['reason'] if sel.excluded else 'none recorded'})")
+    the_run, sel = select_for_stage(run_dir, config)
     chosen = replace(config, neurons=tuple(sel.selected), layers=None)
     before = 0 if overwrite else _n_files(the_run.path, config.explainer, sel.selected)
     try:
