@@ -35,7 +35,8 @@ def test_templates_fill_every_placeholder() -> None:
     assert "$" not in msgs[1]["content"]
     for kind, fields in (("explain", {"examples": "E"}),
                          ("fuzz", {"explanation": "x", "text": "t"}),
-                         ("simulate", {"explanation": "x", "tokens": "a\nb"})):
+                         ("simulate", {"explanation": "x", "tokens": "a\nb"}),
+                         ("simulate_slots", {"explanation": "x", "text": "a b"})):
         assert "$" not in messages(kind, **fields)[1]["content"]
 
 
