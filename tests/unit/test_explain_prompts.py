@@ -48,6 +48,8 @@ def test_parse_explanation() -> None:
     assert parse_explanation("[EXPLANATION]: <x>\n[EXPLANATION]: cats") == "cats"
     assert parse_explanation("it fires on cats") is None
     assert parse_explanation("[EXPLANATION]:   ") is None
+    assert parse_explanation("[EXPLANATION]:\n") is None  # no text after the prefill
+    assert parse_explanation("[EXPLANATION]:\nfires on cats") == "fires on cats"
 
 
 def test_parse_binary_and_simulation() -> None:

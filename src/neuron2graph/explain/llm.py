@@ -80,6 +80,7 @@ class LocalChat:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.seconds = 0.0
         """Time spent inside the model (for the cost report)."""
+        self._blank: list[int] | None = None
 
     def render(self, messages: Sequence[Message]) -> str:
         if getattr(self.tokenizer, "chat_template", None):
@@ -95,11 +96,15 @@ class LocalChat:
     def generate(self, batch: Sequence[list[Message]], max_tokens: int,
                  prefill: str | None = None) -> list[Answer]:
         """Greedy answers; with `prefill` the answer is started with that text (returned in
-        front of what the model wrote) and stops at the end of its line."""
+        front of what the model wrote), may not begin with a line break or end-of-text (a small
+        model otherwise often ends the line at once), and stops at the end of its line."""
         import torch
 
         out: list[Answer] = []
-        stop = {"stop_strings": ["\n"], "tokenizer": self.tokenizer} if prefill else {}
+        stop: dict[str, Any] = {}
+        if prefill:
+            stop = {"stop_strings": ["\n"], "tokenizer": self.tokenizer,
+                    "begin_suppress_tokens": self.blank_ids()}
         for i in range(0, len(batch), self.batch_size):
             part = [self.render(m) + (prefill or "") for m in batch[i : i + self.batch_size]]
             t0 = time.perf_counter()
@@ -115,6 +120,17 @@ class LocalChat:
             texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
             out += [Answer(text=(prefill or "") + t) for t in texts]
         return out
+
+    def blank_ids(self) -> list[int]:
+        """Ids of the tokens that are only whitespace with a line break, and end-of-text."""
+        if self._blank is None:
+            vocab = self.tokenizer.get_vocab().values()
+            blank = [int(i) for i in vocab
+                     if "\n" in (t := self.tokenizer.decode([i])) and not t.strip()]
+            if self.tokenizer.eos_token_id is not None:
+                blank.append(int(self.tokenizer.eos_token_id))
+            self._blank = sorted(set(blank))
+        return self._blank
 
     def choice_ids(self) -> dict[str, int]:
         ids: dict[str, int] = {}
