@@ -126,7 +126,7 @@ class LocalChat:
         if self._blank is None:
             vocab = self.tokenizer.get_vocab().values()
             blank = [int(i) for i in vocab
-                     if "\n" in (t := self.tokenizer.decode([i])) and not t.strip()]
+                     if "\n" in (t := str(self.tokenizer.decode([i]))) and not t.strip()]
             if self.tokenizer.eos_token_id is not None:
                 blank.append(int(self.tokenizer.eos_token_id))
             self._blank = sorted(set(blank))
