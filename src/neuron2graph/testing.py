@@ -116,7 +116,8 @@ def random_latents(lm: LoadedModel, n_units: int = 9216, *, k: int = 16, seed: i
             return torch.zeros_like(pre).scatter_(-1, top.indices, top.values)
 
         def activations(self, input_ids: Any, layers: Any, *, attention_mask: Any = None,
-                        units: dict[int, torch.Tensor] | None = None) -> dict[int, torch.Tensor]:
+                        units: dict[int, torch.Tensor] | None = None,
+                        cache: Any = None) -> dict[int, torch.Tensor]:
             from neuron2graph.models.hooks import capture
 
             self._check_request(layers, units)

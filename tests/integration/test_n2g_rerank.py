@@ -37,10 +37,11 @@ def test_rerank_many_matches_brute_force_and_charges_prefix_once() -> None:
     runner = LayerRunner(lm, 0, [0])
     batched = runner.rerank_many(REQUESTS)
     rows = {(tuple([*p[:k], c, *p[k + 1 :]]), k) for p, k, cs in REQUESTS for c in cs}
-    # k = 0: whole rows; k >= 1: each distinct prefix once, then every candidate's suffix
+    # k = 0: whole rows; k >= 1: each distinct prefix once, then every candidate's suffix;
+    # the last token of a row predicts nothing scored, so it never runs
     prefixes = {s[:k] for s, k in rows if k > 0}
-    charged = (sum(len(s) for s, k in rows if k == 0) + sum(len(p) for p in prefixes)
-               + sum(len(s) - k for s, k in rows if k > 0))
+    charged = (sum(len(s) - 1 for s, k in rows if k == 0) + sum(len(p) for p in prefixes)
+               + sum(len(s) - k - 1 for s, k in rows if k > 0))
     assert runner.meters[0].token_layers == pytest.approx(charged * lm.n_layers)
     for (prompt, k, cands), got in zip(REQUESTS, batched, strict=True):
         full = [[*prompt[:k], c, *prompt[k + 1 :]] for c in cands]
@@ -56,8 +57,9 @@ def test_rerank_many_empty_and_shared_bill() -> None:
     with runner.shared([1.0, 3.0]):
         runner.rerank_many([([5, 9, 12], 1, [40, 41])])
     a, b = runner.meters
-    # prefix [5] once + suffixes [40, 12] and [41, 12]: 5 tokens at 2 layers, split 1:3
-    assert (a.token_layers, b.token_layers) == pytest.approx((5 * 2 / 4, 5 * 2 * 3 / 4))
+    # prefix [5] once + suffixes [40] and [41] (12, the last token, is only a target): 3
+    # tokens at 2 layers, split 1:3
+    assert (a.token_layers, b.token_layers) == pytest.approx((3 * 2 / 4, 3 * 2 * 3 / 4))
 
 
 def test_augmenter_same_prompts_with_batched_rerank() -> None:
@@ -82,3 +84,32 @@ def test_batches_bound_padding_waste() -> None:
         width = max(lengths[i] for i in g)
         assert len(g) == 1 or len(g) * width <= 1.1 * sum(lengths[i] for i in g)
     assert len(list(_batches(lengths, 1000, 100))) == 1  # no bound: one batch
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2", "opt", "gemma"])
+def test_propose_equals_next_tokens_at_the_positions_read(family: str) -> None:
+    lm = tiny_model(family, n_layers=2)
+    runner = LayerRunner(lm, 0, [0], max_batch_tokens=30, max_rows=3)  # several batches
+    seqs = [p for p, _k, _c in REQUESTS]
+    at = [[0, 2], [3], [1, 0], [], [0, 4, 9], [5], [0]]
+    got = runner.propose(seqs, at, 6)
+    full = runner.next_tokens(seqs, 6)
+    for want_at, props, (ids, logp, _tok) in zip(at, got, full, strict=True):
+        assert sorted(props) == sorted(set(want_at))
+        for p, (p_ids, p_logp) in props.items():
+            assert p_ids == ids[p].tolist()
+            assert p_logp == pytest.approx(logp[p].tolist(), abs=1e-4)
+
+
+def test_augmenter_same_prompts_with_proposals_at_positions() -> None:
+    lm = tiny_model("llama", n_layers=2)
+    runner = LayerRunner(lm, 0, [0])
+    cfg = AugmentConfig(n_substitutes=3, min_prob=0.0)
+    items = [AugmentItem([1, 5, 9, 12, 30, 7], [1, 3]), AugmentItem([1, 8, 3], [0, 2])]
+    plain = CausalAugmenter(runner.next_tokens, cfg, rerank_many=runner.rerank_many)
+    fast = CausalAugmenter(runner.next_tokens, cfg, rerank_many=runner.rerank_many,
+                           propose=runner.propose)
+    assert fast.augment(items) == plain.augment(items)
+    before = runner.meters[0].token_layers
+    runner.propose([items[0].token_ids], [[2]], 3)
+    assert runner.meters[0].token_layers - before == 3 * lm.n_layers  # cut after position 2

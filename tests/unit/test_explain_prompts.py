@@ -35,7 +35,8 @@ def test_templates_fill_every_placeholder() -> None:
     assert "$" not in msgs[1]["content"]
     for kind, fields in (("explain", {"examples": "E"}),
                          ("fuzz", {"explanation": "x", "text": "t"}),
-                         ("simulate", {"explanation": "x", "tokens": "a\nb"})):
+                         ("simulate", {"explanation": "x", "tokens": "a\nb"}),
+                         ("simulate_slots", {"explanation": "x", "text": "a b"})):
         assert "$" not in messages(kind, **fields)[1]["content"]
 
 
@@ -47,6 +48,8 @@ def test_parse_explanation() -> None:
     assert parse_explanation("[EXPLANATION]: <x>\n[EXPLANATION]: cats") == "cats"
     assert parse_explanation("it fires on cats") is None
     assert parse_explanation("[EXPLANATION]:   ") is None
+    assert parse_explanation("[EXPLANATION]:\n") is None  # no text after the prefill
+    assert parse_explanation("[EXPLANATION]:\nfires on cats") == "fires on cats"
 
 
 def test_parse_binary_and_simulation() -> None:

@@ -2,9 +2,11 @@
 
 Explainers and scorers need two things from a model: a text answer to a batch of chat prompts
 (`generate`) and, for detection/fuzzing AUROC, the log-probabilities of the one-token answers
-"0" and "1" (`choice_logprobs`). Both backends return one `Answer` per prompt in order; a failed
-call is an `Answer` with `error` set, never an exception, so callers keep what succeeded. When the
-endpoint cannot be reached at all, `Answer.down` is set and callers stop with one line.
+"0" and "1" (`choice_logprobs`). The in-process model also simulates a unit all at once
+(`simulate_slots`), which needs prompt log-probs an HTTP endpoint cannot be trusted with. Both
+backends return one `Answer` per prompt in order; a failed call is an `Answer` with `error` set,
+never an exception, so callers keep what succeeded. When the endpoint cannot be reached at all,
+`Answer.down` is set and callers stop with one line.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ class Answer:
 class ChatModel(Protocol):
     name: str
 
-    def generate(self, batch: Sequence[list[Message]], max_tokens: int) -> list[Answer]: ...
+    def generate(self, batch: Sequence[list[Message]], max_tokens: int,
+                 prefill: str | None = None) -> list[Answer]: ...
     def choice_logprobs(self, batch: Sequence[list[Message]]) -> list[Answer]: ...
 
 
@@ -77,6 +80,7 @@ class LocalChat:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.seconds = 0.0
         """Time spent inside the model (for the cost report)."""
+        self._blank: list[int] | None = None
 
     def render(self, messages: Sequence[Message]) -> str:
         if getattr(self.tokenizer, "chat_template", None):
@@ -89,12 +93,20 @@ class LocalChat:
                              add_special_tokens=False)
         return {k: v.to(self.device) for k, v in enc.items()}
 
-    def generate(self, batch: Sequence[list[Message]], max_tokens: int) -> list[Answer]:
+    def generate(self, batch: Sequence[list[Message]], max_tokens: int,
+                 prefill: str | None = None) -> list[Answer]:
+        """Greedy answers; with `prefill` the answer is started with that text (returned in
+        front of what the model wrote), may not begin with a line break or end-of-text (a small
+        model otherwise often ends the line at once), and stops at the end of its line."""
         import torch
 
         out: list[Answer] = []
+        stop: dict[str, Any] = {}
+        if prefill:
+            stop = {"stop_strings": ["\n"], "tokenizer": self.tokenizer,
+                    "begin_suppress_tokens": self.blank_ids()}
         for i in range(0, len(batch), self.batch_size):
-            part = [self.render(m) for m in batch[i : i + self.batch_size]]
+            part = [self.render(m) + (prefill or "") for m in batch[i : i + self.batch_size]]
             t0 = time.perf_counter()
             enc = self._encode(part)
             limit = getattr(self.model.config, "max_position_embeddings", None)
@@ -102,12 +114,23 @@ class LocalChat:
             room = max_tokens if limit is None else min(max_tokens, int(limit) - used)
             with torch.no_grad():
                 gen = self.model.generate(**enc, max_new_tokens=max(1, room), do_sample=False,
-                                          pad_token_id=self.tokenizer.pad_token_id)
+                                          pad_token_id=self.tokenizer.pad_token_id, **stop)
             self.seconds += time.perf_counter() - t0
             new = gen[:, enc["input_ids"].shape[1]:]
             texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
-            out += [Answer(text=t) for t in texts]
+            out += [Answer(text=(prefill or "") + t) for t in texts]
         return out
+
+    def blank_ids(self) -> list[int]:
+        """Ids of the tokens that are only whitespace with a line break, and end-of-text."""
+        if self._blank is None:
+            vocab = self.tokenizer.get_vocab().values()
+            blank = [int(i) for i in vocab
+                     if "\n" in (t := str(self.tokenizer.decode([i]))) and not t.strip()]
+            if self.tokenizer.eos_token_id is not None:
+                blank.append(int(self.tokenizer.eos_token_id))
+            self._blank = sorted(set(blank))
+        return self._blank
 
     def choice_ids(self) -> dict[str, int]:
         ids: dict[str, int] = {}
@@ -118,23 +141,80 @@ class LocalChat:
         return ids
 
     def choice_logprobs(self, batch: Sequence[list[Message]]) -> list[Answer]:
-        import torch
+        """P("0"/"1") after each prompt, the prompts' shared prefix computed once
+        (`prefixlm.logprobs`: the LM head runs at the last position only)."""
+        from neuron2graph.explain.prefixlm import logprobs
 
         ids = self.choice_ids()
+        rows = self._rows([self.render(m) for m in batch])
+        t0 = time.perf_counter()
+        logp = logprobs(self.model, rows, [[len(r) - 1] for r in rows], pad_id=self._pad())
+        self.seconds += time.perf_counter() - t0
         out: list[Answer] = []
-        for i in range(0, len(batch), self.batch_size):
-            part = [self.render(m) for m in batch[i : i + self.batch_size]]
-            t0 = time.perf_counter()
-            enc = self._encode(part)
-            with torch.no_grad():
-                logits = self.model(**enc).logits[:, -1, :].float()
-            self.seconds += time.perf_counter() - t0
-            logp = torch.log_softmax(logits, dim=-1)
-            for row in logp:
-                lps = {c: float(row[t]) for c, t in ids.items()}
-                best = max(lps, key=lambda c: lps[c]) if lps else None
-                out.append(Answer(text=best, logprobs=lps))
+        for row in logp:
+            lps = {c: float(row[0, t]) for c, t in ids.items()}
+            best = max(lps, key=lambda c: lps[c]) if lps else None
+            out.append(Answer(text=best, logprobs=lps))
         return out
+
+    def simulate_slots(self, batch: Sequence[list[Message]],
+                       tokens: Sequence[Sequence[str]]) -> list[list[float]]:
+        """All-at-once simulation (OpenAI's method): the answer `token<TAB>0` lines are written
+        into the prompt, and at each token's value slot the expected value of the single-digit
+        answers 0-9 under the model's distribution is read; one forward per prompt instead of a
+        generated line per token. Earlier slots hold the placeholder 0."""
+        from neuron2graph.explain.prefixlm import logprobs
+        from neuron2graph.explain.prompts import tokens_block
+
+        digits = self.digit_ids()
+        rows: list[list[int]] = []
+        slots: list[list[int]] = []
+        for messages, toks in zip(batch, tokens, strict=True):
+            row = self._rows([self.render(messages)])[0]
+            where = []
+            for line in tokens_block(toks).split("\n") if toks else []:
+                row += self.tokenizer.encode(line + "\t", add_special_tokens=False)
+                where.append(len(row) - 1)
+                row += self.tokenizer.encode("0\n", add_special_tokens=False)
+            rows.append(row)
+            slots.append(where)
+        t0 = time.perf_counter()
+        logp = logprobs(self.model, rows, slots, pad_id=self._pad())
+        self.seconds += time.perf_counter() - t0
+        values = torch_expected(logp, digits)
+        return values
+
+    def digit_ids(self) -> list[int]:
+        """Token ids of "0".."9" (a digit the tokenizer cannot write alone is left out)."""
+        ids = []
+        for d in range(10):
+            enc = self.tokenizer.encode(str(d), add_special_tokens=False)
+            ids.append(int(enc[0]) if len(enc) == 1 else -1)
+        return ids
+
+    def _rows(self, prompts: Sequence[str]) -> list[list[int]]:
+        return [list(self.tokenizer.encode(p, add_special_tokens=False)) for p in prompts]
+
+    def _pad(self) -> int:
+        pad = self.tokenizer.pad_token_id
+        return int(pad) if pad is not None else 0
+
+
+def torch_expected(logp: Sequence[Any], digits: Sequence[int]) -> list[list[float]]:
+    """Per row and slot: sum_d d P(d) / sum_d P(d) over the digit tokens d = 0..9."""
+    import torch
+
+    out: list[list[float]] = []
+    ok = [d for d, t in enumerate(digits) if t >= 0]
+    cols = torch.tensor([digits[d] for d in ok])
+    weights = torch.tensor(ok, dtype=torch.float32)
+    for rows in logp:
+        if rows.numel() == 0:
+            out.append([])
+            continue
+        p = rows[:, cols].softmax(-1)
+        out.append([float(x) for x in p @ weights])
+    return out
 
 
 class OpenAIChat:
@@ -189,7 +269,10 @@ class OpenAIChat:
         self.seconds += time.perf_counter() - t0
         return out
 
-    def generate(self, batch: Sequence[list[Message]], max_tokens: int) -> list[Answer]:
+    def generate(self, batch: Sequence[list[Message]], max_tokens: int,
+                 prefill: str | None = None) -> list[Answer]:
+        """`prefill` is not sent: chat endpoints cannot portably continue a started answer, so
+        an endpoint's answer is parsed as written (the prompt asks for the same line)."""
         return self._map(batch, max_tokens, False)
 
     def choice_logprobs(self, batch: Sequence[list[Message]]) -> list[Answer]:

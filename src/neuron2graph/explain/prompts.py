@@ -75,6 +75,7 @@ def parse_explanation(answer: str) -> str | None:
     hits = EXPLANATION_RE.findall(answer or "")
     for hit in reversed(hits):
         line = hit.strip().splitlines()[0].strip() if hit.strip() else ""
+        line = line.lstrip(":").strip()  # "[EXPLANATION]:" with nothing after it
         line = line.strip(" *")
         if len(line) >= 2 and line[0] == line[-1] and line[0] in "\"'":
             line = line[1:-1].strip()

@@ -76,6 +76,7 @@ def score_unit(ex: UnitExamples, graph: Any, explanations: Sequence[Any], sc: Sc
     for name, predict in predictors(ex, graph).items():
         full = bench.score_predictor(predict, ex, items, cfg.min_act)
         methods[name] = full  # predictors are cheap: always all three
+    without: list[float] | None = None  # surprisal's explanation-free NLL, shared
     for expl in explanations:
         if not expl.text:
             continue
@@ -93,9 +94,12 @@ def score_unit(ex: UnitExamples, graph: Any, explanations: Sequence[Any], sc: Sc
 
             entry["embedding"] = embedding_score(expl.text, ex)
         if "surprisal" in sc.names and sc.lm is not None:
-            from neuron2graph.explain.scorers.surprisal import surprisal_score
+            from neuron2graph.explain.scorers.surprisal import baseline, surprisal_score
 
-            entry["surprisal"] = surprisal_score(sc.lm.model, sc.lm.tokenizer, expl.text, ex)
+            if without is None:
+                without = baseline(sc.lm.model, sc.lm.tokenizer, ex)
+            entry["surprisal"] = surprisal_score(sc.lm.model, sc.lm.tokenizer, expl.text, ex,
+                                                 without)
         if "intervention" in sc.names and sc.steer is not None:
             entry["intervention"] = sc.steer.score(ex, expl.text)
         for scorer in COUNTED:

@@ -9,6 +9,7 @@ read other points through `hooks.capture` directly; see `units/`.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from jaxtyping import Float, Int
@@ -26,8 +27,11 @@ def layer_activations(
     *,
     attention_mask: Int[Tensor, "batch pos"] | None = None,
     neurons: dict[int, Tensor] | None = None,
+    cache: Any = None,
 ) -> dict[int, Float[Tensor, "batch pos units"]]:
     """Return `{layer: activations}` for the given layers, running the model only as deep as needed.
+
+    `cache`: a KV cache filled by (and continued from) the forward, see `hooks.capture`.
 
     `neurons` optionally selects a subset of units per layer (an index tensor), which saves memory
     when only a few neurons are studied. Padding must be on the right: the model is causal, so
@@ -51,7 +55,8 @@ def layer_activations(
         for layer in set(layers)
     }
     got = capture(lm, input_ids, [(layer, "mlp_post") for layer in sorted(set(layers))],
-                  attention_mask=attention_mask, transform=transform)  # type: ignore[arg-type]
+                  attention_mask=attention_mask, transform=transform,  # type: ignore[arg-type]
+                  cache=cache)
     return {layer: acts for (layer, _), acts in got.items()}
 
 

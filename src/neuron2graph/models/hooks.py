@@ -19,6 +19,7 @@ Where the modules are comes from the one architecture registry, `models/sites.py
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, cast
@@ -107,12 +108,18 @@ def capture(
     *,
     attention_mask: Int[Tensor, "batch pos"] | None = None,
     transform: dict[tuple[int, HookPoint], Transform] | None = None,
+    cache: Any = None,
 ) -> dict[tuple[int, HookPoint], Tensor]:
     """Read `points` (as `(layer, point)`) in one forward that stops after the last one.
 
     Each captured tensor is `[batch, pos, width]` in the model's dtype, on the model's device;
     `transform[(layer, point)]`, when given, is applied inside the hook (so an SAE encoder or a
     unit subset never keeps the full-width tensor). Padding must be on the right.
+
+    `cache`, a transformers KV cache (`DynamicCache`), is passed to the forward: the layers that
+    run before the stop append their keys and values to it (so a later call can continue from
+    this prefix), and keys already in it are the context of `input_ids`, whose positions then
+    start after them. N2G's saliency runs masked variants this way (`n2g/prefix.py`).
     """
     wanted = list(dict.fromkeys((int(layer), point) for layer, point in points))
     if not wanted:
@@ -155,10 +162,12 @@ def capture(
                 handles.append(module.register_forward_pre_hook(pre_hook(key), with_kwargs=True))
             else:
                 handles.append(module.register_forward_hook(post_hook(key)))
+        extra = {} if cache is None else {cache_kwarg(lm.model): cache}
         lm.model(
             input_ids=input_ids.to(lm.device),
             attention_mask=None if attention_mask is None else attention_mask.to(lm.device),
-            use_cache=False,
+            use_cache=cache is not None,
+            **extra,
         )
     except _StopForward:
         pass
@@ -169,3 +178,10 @@ def capture(
     if missing:
         raise N2GError(f"hook points {', '.join(missing)} never fired: the model skipped them")
     return out
+
+
+def cache_kwarg(model: Any) -> str:
+    """The forward argument that takes a KV cache: `cache` on current transformers (passing
+    `past_key_values` there warns that it will be removed), `past_key_values` on older ones."""
+    params = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"

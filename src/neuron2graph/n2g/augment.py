@@ -59,6 +59,11 @@ NextTokenFn = Callable[[Sequence[Sequence[int]], int], list[tuple[Any, Any, Any]
 """For each sequence: (top_ids [pos, k], top_logprobs [pos, k], token_logprobs [pos]) where row p
 predicts token p+1 and token_logprobs[p] is the log-probability of token p (0 for p = 0)."""
 
+ProposeFn = Callable[[Sequence[Sequence[int]], Sequence[Sequence[int]], int],
+                     list[dict[int, tuple[list[int], list[float]]]]]
+"""(sequences, positions p per sequence, k) -> per sequence {p: (top-k ids, log-probs)} of the
+token at p + 1 (LayerRunner.propose: only the positions read, not the whole prompt's logits)."""
+
 RerankFn = Callable[[Sequence[int], int, Sequence[int]], list[float]]
 """(prompt, position k, candidate ids) -> whole-prompt log-probability of each substitution, up to
 a constant shared by the candidates (LayerRunner.rerank: the prefix runs once, KV-cached)."""
@@ -79,8 +84,12 @@ class CausalAugmenter:
         exclude: Sequence[int] = (),
         rerank: RerankFn | None = None,
         rerank_many: RerankManyFn | None = None,
+        propose: ProposeFn | None = None,
     ) -> None:
         self.next_tokens = next_tokens
+        self.propose = propose
+        """Preferred over `next_tokens` for the proposals when given: the same top-k, computed
+        at the positions read only."""
         self.config = config or AugmentConfig()
         self.exclude = set(int(i) for i in exclude)
         self.rerank = rerank
@@ -91,16 +100,17 @@ class CausalAugmenter:
         cfg = self.config
         if not items or cfg.n_substitutes <= 0:
             return [[] for _ in items]
-        stats = self.next_tokens([it.token_ids for it in items], cfg.n_candidates)
+        proposals = self._proposals(items)
         # candidates[i][k] = ids proposed for position k of item i
         cand_prompts: list[list[int]] = []
         owners: list[tuple[int, int]] = []
         min_logp = math.log(cfg.min_prob) if cfg.min_prob > 0 else -math.inf
-        for i, (item, (top_ids, top_logp, _tok)) in enumerate(zip(items, stats, strict=True)):
+        for i, (item, props) in enumerate(zip(items, proposals, strict=True)):
             for k in item.positions:
                 if k == 0:
                     continue  # no left context to predict from
-                for tid, lp in zip(top_ids[k - 1].tolist(), top_logp[k - 1].tolist(), strict=True):
+                top_ids, top_logp = props[k - 1]
+                for tid, lp in zip(top_ids, top_logp, strict=True):
                     if lp < min_logp or tid == item.token_ids[k] or tid in self.exclude:
                         continue
                     new = list(item.token_ids)
@@ -133,6 +143,21 @@ class CausalAugmenter:
             options.sort(key=lambda t: -t[0])
             out[i].extend(p for _s, p in options[: cfg.n_substitutes])
         return out
+
+
+    def _proposals(self, items: Sequence[AugmentItem]) -> list[dict[int, tuple[list[int],
+                                                                            list[float]]]]:
+        """Per item: {k - 1: (top ids, log-probs)} for each important position k >= 1."""
+        n = self.config.n_candidates
+        wanted = [sorted({k - 1 for k in it.positions if k > 0}) for it in items]
+        if self.propose is not None:
+            return self.propose([it.token_ids for it in items], wanted, n)
+        # a prompt's positions after the last one read cannot change the proposals: cut there
+        seqs = [it.token_ids[: w[-1] + 1] if w else it.token_ids[:1]
+                for it, w in zip(items, wanted, strict=True)]
+        stats = self.next_tokens(seqs, n)
+        return [{p: (top_ids[p].tolist(), top_logp[p].tolist()) for p in w}
+                for w, (top_ids, top_logp, _tok) in zip(wanted, stats, strict=True)]
 
 
 class MaskedLMAugmenter:

@@ -159,6 +159,9 @@ class Job:
     """The prompt starts with a kept BOS."""
     example: int | None
     """Index of the source example among the neuron's examples."""
+    shared: tuple[list[int], int] | None = None
+    """(prompt, k): this prompt repeats `prompt[:k]` (an augmentation replacing token k), so
+    the runner can run it from the KV cache of that prefix."""
 
 
 @dataclass
@@ -188,6 +191,7 @@ def _make_augmenter(lm: LoadedModel, runner: LayerRunner, config: N2GConfig) -> 
             config.augment,
             exclude=[int(s) for s in specials if s is not None],
             rerank_many=runner.rerank_many,
+            propose=runner.propose,
         )
     key = (config.augmenter, id(lm.tokenizer), config.augment)
     if key not in _MLM_CACHE:  # load a fill-mask model once, not once per layer or chunk
@@ -210,7 +214,8 @@ def _measure(
     key_rows: dict[int, int],
 ) -> list[Prompt | None]:
     """Activations then importance rows for (work, ids, has_bos, example) jobs, all batched."""
-    acts = runner.acts([j.ids for j in jobs], [j.work.col for j in jobs])
+    acts = runner.acts([j.ids for j in jobs], [j.work.col for j in jobs],
+                       shared=[j.shared for j in jobs])
     plans = []
     for n, (job, a) in enumerate(zip(jobs, acts, strict=True)):
         w, ids, bos = job.work, job.ids, job.bos
@@ -232,12 +237,13 @@ def _measure(
             plan_saliency(ids, a, rows, mask, skip_first=bos and not config.saliency.mask_first)
         )
     flat = [
-        (v, jobs[i].work.col, at)
+        (v, jobs[i].work.col, at, (p.token_ids, k))
         for i, p in enumerate(plans)
-        for v, at in zip(p.variants, p.mean_at, strict=True)
+        for v, at, k in zip(p.variants, p.mean_at, p.masked, strict=True)
     ]
-    vacts = runner.acts([v for v, _c, _a in flat], [c for _v, c, _a in flat],
-                        mean_at=[a for _v, _c, a in flat])
+    # variant k repeats its prompt's tokens[:k]: the runner runs it from that prefix's KV cache
+    vacts = runner.acts([v for v, _c, _a, _s in flat], [c for _v, c, _a, _s in flat],
+                        mean_at=[a for _v, _c, a, _s in flat], shared=[s for *_x, s in flat])
     out: list[Prompt | None] = []
     pos = 0
     for job, plan in zip(jobs, plans, strict=True):
@@ -404,11 +410,13 @@ def _augment(
     seen: dict[int, set[tuple[int, ...]]] = {}
     for job in jobs:
         seen.setdefault(job.work.col, set()).add(tuple(job.ids))
-    for (w, _it, bos, ex), new_prompts in zip(items, proposed, strict=True):
+    for (w, it, bos, ex), new_prompts in zip(items, proposed, strict=True):
         for new_ids in new_prompts:
             if tuple(new_ids) not in seen[w.col]:
                 seen[w.col].add(tuple(new_ids))
-                aug_jobs.append(Job(w, new_ids, bos, ex))
+                k = next((i for i, (a, b) in enumerate(zip(it.token_ids, new_ids, strict=False))
+                          if a != b), len(new_ids))
+                aug_jobs.append(Job(w, new_ids, bos, ex, (it.token_ids, k)))
                 w.stats.augmented_prompts += 1
     runner.stage = "augmented"
     measured = _measure(runner, works, aug_jobs, config, mask, {})

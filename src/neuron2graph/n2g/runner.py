@@ -9,7 +9,6 @@ the seconds spent inside model forwards, shared out in proportion to each neuron
 
 from __future__ import annotations
 
-import inspect
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -21,7 +20,10 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from neuron2graph.models.forward import pad_batch
+from neuron2graph.models.hooks import cache_kwarg as _cache_kwarg
 from neuron2graph.models.loading import LoadedModel
+from neuron2graph.n2g import prefix, propose
+from neuron2graph.n2g.prefix import Key
 from neuron2graph.units.registry import make_source
 from neuron2graph.units.source import ActivationSource
 
@@ -73,6 +75,7 @@ class LayerRunner:
         max_batch_tokens: int = 8192,
         max_rows: int = 256,
         source: ActivationSource | None = None,
+        prefix_bucket: int = 8,
     ) -> None:
         self.source = source or make_source("neurons", lm)
         self.source.check(layer)
@@ -89,6 +92,9 @@ class LayerRunner:
         self._shared: list[float] | None = None
         self.stage = "forward"
         """Label under which forwards are booked in `Meter.by_stage` (set by the pipeline)."""
+        self.prefix_bucket = prefix_bucket
+        """`acts(..., shared=...)` rounds shared prefixes down to multiples of this (0: never
+        use a prefix cache); see `n2g/prefix.py`."""
 
     # ------------------------------------------------------------- accounting
     def _charge(self, owners: list[list[int]], tokens: list[int], width: int, depth: int,
@@ -147,15 +153,38 @@ class LayerRunner:
         owners: Sequence[int],
         *,
         mean_at: Sequence[int | None] | None = None,
+        shared: Sequence[tuple[Sequence[int], int] | None] | None = None,
     ) -> list[list[float]]:
         """Activation of neuron column `owners[i]` on every token of `sequences[i]`; where
-        `mean_at[i]` is a position, that token is fed the mean input embedding instead."""
+        `mean_at[i]` is a position, that token is fed the mean input embedding instead.
+
+        `shared[i] = (root, k)` says that `sequences[i][:k] == root[:k]` (a saliency variant
+        and its prompt): such sequences run from the KV cache of the root's prefix
+        (`n2g/prefix.py`) when `prefix_bucket` > 0 and the source and model allow it; the
+        activations are the same up to float rounding."""
         where = list(mean_at) if mean_at is not None else [None] * len(sequences)
-        unique: dict[tuple[tuple[int, ...], int | None], list[int]] = {}
-        for seq, col, at in zip(sequences, owners, where, strict=True):
-            unique.setdefault((tuple(seq), at), []).append(col)
-        keys = sorted(unique, key=lambda key: len(key[0]))
-        results: dict[tuple[tuple[int, ...], int | None], Tensor] = {}
+        unique: dict[Key, list[int]] = {}
+        share: dict[Key, tuple[tuple[int, ...], int]] = {}
+        for i, (seq, col, at) in enumerate(zip(sequences, owners, where, strict=True)):
+            key = (tuple(seq), at)
+            unique.setdefault(key, []).append(col)
+            if shared is not None and shared[i] is not None and key not in share:
+                root, k = shared[i]  # type: ignore[misc]
+                share[key] = (tuple(root), k)
+        results: dict[Key, Tensor] = {}
+        if share and self.prefix_bucket > 0 and prefix.usable(self):
+            plan = prefix.plan_prefixes(unique, share, self.prefix_bucket)
+            results.update(prefix.run_prefixed(self, unique, plan))
+        self._run_whole(unique, [key for key in unique if key not in results], results)
+        return [
+            results[(tuple(seq), at)][:, col].tolist()
+            for seq, col, at in zip(sequences, owners, where, strict=True)
+        ]
+
+    def _run_whole(self, unique: dict[Key, list[int]], todo: list[Key],
+                   results: dict[Key, Tensor]) -> None:
+        """Run the sequences `todo` from token 0, right-padded in token-budgeted batches."""
+        keys = sorted(todo, key=lambda key: len(key[0]))
         lengths = [len(k[0]) for k in keys]
         for batch in _batches(lengths, self.max_batch_tokens, self.max_rows):
             batch_keys = [keys[i] for i in batch]
@@ -175,10 +204,6 @@ class LayerRunner:
                          ids.shape[1], self.layer + 1, seconds)
             for row, key in enumerate(batch_keys):
                 results[key] = out[row, : len(key[0])]
-        return [
-            results[(tuple(seq), at)][:, col].tolist()
-            for seq, col, at in zip(sequences, owners, where, strict=True)
-        ]
 
     @torch.inference_mode()
     def next_tokens(
@@ -214,6 +239,12 @@ class LayerRunner:
                 out[i] = (top.indices[row, :n].cpu(), top.values[row, :n].cpu(),
                           tok[row, :n].cpu())
         return [o for o in out if o is not None]
+
+    def propose(self, sequences: Sequence[Sequence[int]], at: Sequence[Sequence[int]],
+                k: int) -> list[dict[int, tuple[list[int], list[float]]]]:
+        """Top-k next tokens after the positions `at[i]` of `sequences[i]` only
+        (`n2g/propose.py`); the same as `next_tokens` there, without the other positions."""
+        return propose.propose(self, sequences, at, k)
 
     @torch.inference_mode()
     def rerank(self, prompt: Sequence[int], k: int, candidates: Sequence[int]) -> list[float]:
@@ -327,23 +358,33 @@ class LayerRunner:
         pre = base(input_ids=torch.tensor(prefixes, device=lm.device), use_cache=True)
         cache = _cache_of(pre)
         owner = torch.tensor([where[s[:k]] for s, _k in chunk], device=lm.device)
-        cache.batch_select_indices(owner)
         cands = torch.tensor([s[k] for s, _k in chunk], device=lm.device)
         first = self._head_logp(pre.last_hidden_state[owner, -1], cands)
-        suffix = pad_batch([s[k:] for s, _k in chunk], self.pad_id)[0].to(lm.device)
-        # right padding needs no mask: a causal model's real positions never see later pads
-        hidden = base(input_ids=suffix, use_cache=True,
-                      **{_cache_kwarg(base): cache}).last_hidden_state
-        row_idx = [r for r, (s, _k) in enumerate(chunk) for _j in range(len(s) - k - 1)]
-        pos_idx = [j for s, _k in chunk for j in range(len(s) - k - 1)]
-        rsel = torch.as_tensor(row_idx, dtype=torch.long, device=hidden.device)
-        psel = torch.as_tensor(pos_idx, dtype=torch.long, device=hidden.device)
         sums = first.clone()
-        sums.index_add_(0, rsel, self._head_logp(hidden[rsel, psel], suffix[rsel, psel + 1]))
+        # the last token predicts nothing that is scored: each row runs s[k:-1] for s[k+1:]
+        live = [r for r, (s, _k) in enumerate(chunk) if len(s) - k > 1]
+        width = 0
+        if live:
+            cache.batch_select_indices(owner[live])
+            suffix = pad_batch([chunk[r][0][k:-1] for r in live], self.pad_id)[0].to(lm.device)
+            target = pad_batch([chunk[r][0][k + 1 :] for r in live],
+                               self.pad_id)[0].to(lm.device)
+            width = suffix.shape[1]
+            # right padding needs no mask: a causal model's real positions never see later pads
+            hidden = base(input_ids=suffix, use_cache=True,
+                          **{_cache_kwarg(base): cache}).last_hidden_state
+            row_idx = [r for r in live for _j in range(len(chunk[r][0]) - k - 1)]
+            pos_idx = [j for r in live for j in range(len(chunk[r][0]) - k - 1)]
+            live_row = {r: i for i, r in enumerate(live)}
+            rsel = torch.as_tensor(row_idx, dtype=torch.long, device=hidden.device)
+            hsel = torch.as_tensor([live_row[r] for r in row_idx], dtype=torch.long,
+                                   device=hidden.device)
+            psel = torch.as_tensor(pos_idx, dtype=torch.long, device=hidden.device)
+            sums.index_add_(0, rsel, self._head_logp(hidden[hsel, psel], target[hsel, psel]))
         seconds = time.perf_counter() - start
-        tokens = [k] * len(prefixes) + [len(s) - k for s, _k in chunk]
+        tokens = [k] * len(prefixes) + [len(s) - k - 1 for s, _k in chunk if len(s) - k > 1]
         owners = [[0] for _ in tokens] if self._shared is None else [[] for _ in tokens]
-        self._charge(owners, tokens, k + suffix.shape[1], lm.n_layers, seconds)
+        self._charge(owners, tokens, k + width, lm.n_layers, seconds)
         for key, score in zip(chunk, sums.cpu().tolist(), strict=True):
             rows[key] = float(score)
 
@@ -354,11 +395,18 @@ class LayerRunner:
         keys = sorted(keys, key=lambda r: len(r[0]))
         model: Any = lm.model
         base: Any = model.base_model
-        lengths = [len(s) for s, _k in keys]
+        # the last token predicts nothing that is scored: run s[:-1] to score s[1:]; a
+        # one-token row scores nothing (its candidate, at k = 0, is unscored)
+        for key in keys:
+            if len(key[0]) < 2:
+                rows[key] = 0.0
+        keys = [key for key in keys if len(key[0]) >= 2]
+        lengths = [len(s) - 1 for s, _k in keys]
         # padding is real compute at full depth (the rows are short and many): bound it at 10%
         for batch in _batches(lengths, self.max_batch_tokens, self.max_rows, max_waste=0.1):
             seqs = [keys[i] for i in batch]
-            ids, mask = pad_batch([s for s, _k in seqs], self.pad_id)
+            ids, mask = pad_batch([s[:-1] for s, _k in seqs], self.pad_id)
+            target = pad_batch([s[1:] for s, _k in seqs], self.pad_id)[0]
             start = time.perf_counter()
             hidden = base(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device),
                           use_cache=False).last_hidden_state
@@ -370,12 +418,13 @@ class LayerRunner:
                 pos_idx.extend(span)
             rsel = torch.as_tensor(row_idx, dtype=torch.long, device=hidden.device)
             psel = torch.as_tensor(pos_idx, dtype=torch.long, device=hidden.device)
-            token_logp = self._head_logp(hidden[rsel, psel], ids.to(hidden.device)[rsel, psel + 1])
+            token_logp = self._head_logp(hidden[rsel, psel], target.to(hidden.device)[rsel, psel])
             sums = torch.zeros(len(seqs), dtype=torch.float32, device=hidden.device)
             sums.index_add_(0, rsel, token_logp)
             seconds = time.perf_counter() - start
             owners = [[0] for _ in seqs] if self._shared is None else [[] for _ in seqs]
-            self._charge(owners, [len(s) for s, _k in seqs], ids.shape[1], lm.n_layers, seconds)
+            self._charge(owners, [len(s) - 1 for s, _k in seqs], ids.shape[1], lm.n_layers,
+                         seconds)
             for key, score in zip(seqs, sums.cpu().tolist(), strict=True):
                 rows[key] = float(score)
 
@@ -389,11 +438,4 @@ def _cache_of(output: Any) -> Any:
     before (reading the old name on new versions is a deprecated alias)."""
     cache = getattr(output, "cache", None)
     return cache if cache is not None else output.past_key_values
-
-
-def _cache_kwarg(model: Any) -> str:
-    """The forward argument that takes a KV cache: `cache` on current transformers (passing
-    `past_key_values` there warns that it will be removed), `past_key_values` on older ones."""
-    params = inspect.signature(model.forward).parameters
-    return "cache" if "cache" in params else "past_key_values"
 

@@ -25,6 +25,7 @@ class MlpNeurons(ActivationSource):
 
     kind = "neurons"
     site = "mlp"
+    supports_cache = True
 
     def n_units(self, layer: int) -> int:
         return self.lm.n_neurons
@@ -43,10 +44,11 @@ class MlpNeurons(ActivationSource):
         *,
         attention_mask: Int[Tensor, "batch pos"] | None = None,
         units: dict[int, Tensor] | None = None,
+        cache: Any = None,
     ) -> dict[int, Float[Tensor, "batch pos units"]]:
         self._check_request(layers, units)
         return layer_activations(self.lm, input_ids, layers, attention_mask=attention_mask,
-                                 neurons=units)
+                                 neurons=units, cache=cache)
 
     @contextmanager
     def clamped(self, unit: UnitId, value: float) -> Iterator[None]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 from jaxtyping import Float, Int
 from torch import Tensor
@@ -34,6 +35,7 @@ class SaeLatents(ActivationSource):
     kind = "sae"
     site = "sae"
     sparse = True  # few latents fire per token: record keeps only the sample's nonzeros
+    supports_cache = True
 
     def __init__(self, lm: LoadedModel, path: str, saes: Sequence[Sae] | None = None) -> None:
         super().__init__(lm)
@@ -69,6 +71,7 @@ class SaeLatents(ActivationSource):
         *,
         attention_mask: Int[Tensor, "batch pos"] | None = None,
         units: dict[int, Tensor] | None = None,
+        cache: Any = None,
     ) -> dict[int, Float[Tensor, "batch pos units"]]:
         self._check_request(layers, units)
         transforms = {}
@@ -77,7 +80,8 @@ class SaeLatents(ActivationSource):
             index = None if units is None else units.get(layer)
             transforms[(layer, sae.info.reads.site)] = _encoder(sae, index)
         got = capture(self.lm, input_ids, list(transforms),  # type: ignore[arg-type]
-                      attention_mask=attention_mask, transform=transforms)  # type: ignore[arg-type]
+                      attention_mask=attention_mask, transform=transforms,  # type: ignore[arg-type]
+                      cache=cache)
         return {layer: got[(layer, self.saes[layer].info.reads.site)].float()  # type: ignore[index]
                 for layer in set(layers)}
 

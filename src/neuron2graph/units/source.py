@@ -41,6 +41,10 @@ class ActivationSource(ABC):
     sparse: bool = False
     """True when most activations are exactly zero (SAE latents): recording then keeps the random
     sample as nonzeros only. Neurons are dense; either way the stored values are identical."""
+    supports_cache: bool = False
+    """`activations` takes `cache=`, a KV cache passed to the model's forward (filled by it and
+    continued from it, see `models.hooks.capture`). N2G's saliency then runs each masked variant
+    from the KV cache of the prefix it shares with its prompt instead of from token 0."""
 
     def __init__(self, lm: LoadedModel) -> None:
         self.lm = lm
@@ -106,10 +110,11 @@ class ActivationSource(ABC):
         *,
         attention_mask: Int[Tensor, "batch pos"] | None = None,
         units: dict[int, Tensor] | None = None,
+        cache: Any = None,
     ) -> dict[int, Float[Tensor, "batch pos units"]]:
         """`{layer: activations}` (float32, model device) from one forward that stops after the
         deepest layer in `layers`. `units[layer]`, an index tensor, keeps only those units.
-        Padding must be on the right."""
+        Padding must be on the right. `cache` is only passed when `supports_cache` is True."""
 
     def _check_request(self, layers: Sequence[int], units: dict[int, Tensor] | None) -> None:
         for layer in layers:

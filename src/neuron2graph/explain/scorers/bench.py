@@ -137,25 +137,37 @@ def fuzz_sentence(judge: ChatModel, explanation: str, items: list[FuzzItem]) -> 
 
 def simulation_sentence(judge: ChatModel, explanation: str, ex: UnitExamples,
                         max_tokens_per_line: int = 6) -> dict[str, Any]:
+    """Pearson r of the judge's per-token predictions and the real activations. An in-process
+    judge is read all at once (`simulate_slots`: expected 0-9 value at each token's slot, one
+    forward per context); an endpoint writes `token<TAB>value` lines, parsed or counted failed."""
     scoring = ex.scoring
+    slots = getattr(judge, "simulate_slots", None)
+    if slots is not None:  # the answer lines carry the tokens: the prompt shows the text once
+        prompts = [messages("simulate_slots", explanation=explanation, text=text_of(c))
+                   for c in scoring]
+        values = slots(prompts, [c.tokens for c in scoring])
+        pred = [v for row in values for v in row]
+        real = [a / ex.a_max for c in scoring for a in c.acts]
+        return {"pearson": pearson(pred, real), "n_tokens": len(real),
+                "n_contexts": len(scoring), "failed": 0, "method": "all-at-once"}
     prompts = [messages("simulate", explanation=explanation, tokens=tokens_block(c.tokens))
                for c in scoring]
     budget = max_tokens_per_line * max((len(c.tokens) for c in scoring), default=1)
     answers = judge.generate(prompts, budget)
     if any(a.down for a in answers):
         raise EndpointDown(f"simulation: {next(a.error for a in answers if a.down)}")
-    pred: list[float] = []
-    real: list[float] = []
+    pred = []
+    real = []
     failed = 0
     for ctx, ans in zip(scoring, answers, strict=True):
-        values = None if ans.error else parse_simulation(ans.text or "", len(ctx.tokens))
-        if values is None:
+        parsed = None if ans.error else parse_simulation(ans.text or "", len(ctx.tokens))
+        if parsed is None:
             failed += 1
             continue
-        pred += [v / 10 for v in values]
+        pred += [v / 10 for v in parsed]
         real += [a / ex.a_max for a in ctx.acts]
     return {"pearson": pearson(pred, real), "n_tokens": len(real),
-            "n_contexts": len(scoring) - failed, "failed": failed}
+            "n_contexts": len(scoring) - failed, "failed": failed, "method": "generated"}
 
 
 __all__ = ["EndpointDown", "FuzzItem", "detection_sentence", "firing", "fuzz_items",

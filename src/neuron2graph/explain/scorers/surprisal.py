@@ -21,47 +21,44 @@ NEUTRAL = "Text:"
 WITH = "Explanation: {explanation}\nText:"
 
 
-def mean_nll(model: Any, tokenizer: Any, pairs: Sequence[tuple[str, str]],
-             batch_size: int = 16) -> list[float]:
-    """Mean NLL (nats/token) of each text given its prefix, texts tokenised on their own."""
-    import torch
+def mean_nll(model: Any, tokenizer: Any, pairs: Sequence[tuple[str, str]]) -> list[float]:
+    """Mean NLL (nats/token) of each text given its prefix, texts tokenised on their own.
+
+    Rows sharing a prefix (all of them, for one explanation) run it once (`prefixlm`), and the
+    LM head runs only at the positions that predict a text token."""
+    from neuron2graph.explain.prefixlm import logprobs
 
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    rows, spans = [], []
+    for prefix, text in pairs:
+        p = tokenizer.encode(prefix, add_special_tokens=False)
+        t = tokenizer.encode(text, add_special_tokens=False)
+        rows.append(bos + p + t)
+        spans.append((len(bos) + len(p), len(t)))
+    positions = [list(range(start - 1, start + n - 1)) if start > 0 else list(range(n - 1))
+                 for start, n in spans]
+    logp = logprobs(model, rows, positions, pad_id=int(pad))
     out: list[float] = []
-    device = next(model.parameters()).device
-    for i in range(0, len(pairs), batch_size):
-        rows, spans = [], []
-        for prefix, text in pairs[i : i + batch_size]:
-            p = tokenizer.encode(prefix, add_special_tokens=False)
-            t = tokenizer.encode(text, add_special_tokens=False)
-            bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
-            rows.append(bos + p + t)
-            spans.append((len(bos) + len(p), len(t)))
-        width = max(len(r) for r in rows)
-        ids = torch.full((len(rows), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for j, r in enumerate(rows):
-            ids[j, : len(r)] = torch.tensor(r)
-            mask[j, : len(r)] = 1
-        with torch.no_grad():
-            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
-        logp = torch.log_softmax(logits.float(), dim=-1)
-        for j, (start, n) in enumerate(spans):
-            if n == 0:
-                out.append(0.0)
-                continue
-            pos = torch.arange(start, start + n)
-            target = ids[j, pos].to(device)
-            lp = logp[j, pos - 1].gather(-1, target[:, None])[:, 0]
-            out.append(float(-lp.mean()))
+    for row, (start, n), lp in zip(rows, spans, logp, strict=True):
+        if n == 0 or lp.numel() == 0:
+            out.append(0.0)
+            continue
+        first = start if start > 0 else 1
+        target = row[first : start + n]
+        picked = lp[range(len(target)), target]
+        out.append(float(-picked.mean()))
     return out
 
 
-def surprisal_score(model: Any, tokenizer: Any, explanation: str,
-                    ex: UnitExamples) -> dict[str, Any]:
+def surprisal_score(model: Any, tokenizer: Any, explanation: str, ex: UnitExamples,
+                    without: list[float] | None = None) -> dict[str, Any]:
+    """`without`: the unit's NLL(x | "Text:") when already computed for another explanation
+    (`baseline`), since it does not depend on the explanation."""
     texts = ["".join(c.tokens) for c in ex.scoring]
     labels = [int(c.activating) for c in ex.scoring]
-    without = mean_nll(model, tokenizer, [(NEUTRAL, t) for t in texts])
+    if without is None:
+        without = baseline(model, tokenizer, ex)
     with_e = mean_nll(model, tokenizer,
                       [(WITH.format(explanation=explanation), t) for t in texts])
     gain = [a - b for a, b in zip(without, with_e, strict=True)]
@@ -74,4 +71,9 @@ def surprisal_score(model: Any, tokenizer: Any, explanation: str,
     }
 
 
-__all__ = ["mean_nll", "surprisal_score"]
+def baseline(model: Any, tokenizer: Any, ex: UnitExamples) -> list[float]:
+    """NLL(x | "Text:") of every scoring context: the same for every explanation of the unit."""
+    return mean_nll(model, tokenizer, [(NEUTRAL, "".join(c.tokens)) for c in ex.scoring])
+
+
+__all__ = ["baseline", "mean_nll", "surprisal_score"]
