@@ -163,7 +163,8 @@ def main() -> None:
     ap.add_argument("--layers", default="0-3")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--batches", type=int, default=24, help="timed batches per mode")
-    ap.add_argument("--sizes", default="20000,60000", help="corpus sizes (tokens), comma-separated; the default corpus holds ~4M")
+    ap.add_argument("--sizes", default="20000,60000",
+                    help="corpus sizes (tokens), comma-separated; the default corpus holds ~4M")
     ap.add_argument("--child", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
 
