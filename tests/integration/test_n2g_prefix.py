@@ -114,3 +114,33 @@ def test_graphs_identical_with_and_without_prefix_cache(mask: str, monkeypatch) 
     assert cached == whole
     assert any(cached)  # the graphs are not empty
     assert cached_work < whole_work  # and the saliency did use the prefix cache
+
+
+@pytest.mark.parametrize("point", ["resid_pre", "mlp_out", "resid_post"])
+def test_sae_source_prefixed_variants_equal_whole_sequences(point: str, tmp_path) -> None:
+    import torch
+
+    from neuron2graph.sae import HookPoint, Sae, SaeInfo
+    from neuron2graph.sae.export import save_saelens
+    from neuron2graph.units import make_source
+
+    lm = tiny_model("llama", n_layers=2)
+    d = int(lm.model.get_input_embeddings().weight.shape[1])  # type: ignore[operator,union-attr]
+    g = torch.Generator().manual_seed(1)
+    where = HookPoint(1, point)  # type: ignore[arg-type]
+    info = SaeInfo(d_in=d, d_sae=12, d_out=d, architecture="relu", reads=where, writes=where,
+                   apply_b_dec_to_input=False)
+    w = torch.randn(d, 12, generator=g)
+    save_saelens(Sae(info, w, torch.zeros(12), w.T.clone(), torch.zeros(d)), tmp_path / "s")
+    source = make_source(f"sae:{tmp_path / 's'}", lm)
+    assert source.supports_cache
+    seqs, mean_at, shared = _variants([Mask(0), MEAN_EMBEDDING])
+    owners = [i % 3 for i in range(len(seqs))]
+    whole = LayerRunner(lm, 1, [0, 4, 9], source=source, prefix_bucket=0)
+    cached = LayerRunner(lm, 1, [0, 4, 9], source=source, prefix_bucket=1)
+    want = whole.acts(seqs, owners, mean_at=mean_at, shared=shared)
+    got = cached.acts(seqs, owners, mean_at=mean_at, shared=shared)
+    assert any(max(w) > 0 for w in want)  # some latents fire
+    for a, b in zip(got, want, strict=True):
+        assert a == pytest.approx(b, abs=1e-5)
+    assert sum(m.token_layers for m in cached.meters) < sum(m.token_layers for m in whole.meters)
