@@ -75,7 +75,7 @@ class LayerRunner:
         max_batch_tokens: int = 8192,
         max_rows: int = 256,
         source: ActivationSource | None = None,
-        prefix_bucket: int = 8,
+        prefix_bucket: int = 1,
     ) -> None:
         self.source = source or make_source("neurons", lm)
         self.source.check(layer)
