@@ -57,7 +57,7 @@ def test_bucket_bounds_the_prefix_and_bills_root_plus_suffixes() -> None:
     lm = tiny_model("llama", n_layers=2)
     ids = PROMPTS[1]  # 18 tokens
     plan = plan_saliency(ids, [1.0] * len(ids), [17], Mask(0), skip_first=True)
-    runner = LayerRunner(lm, 1, [0], prefix_bucket=4)
+    runner = LayerRunner(lm, 1, [0], prefix_bucket=4, prefix_merge=0)
     runner.acts(plan.variants, [0] * len(plan.variants),
                 shared=[(ids, k) for k in plan.masked])
     # k = 1..3 run whole (18 tokens); k >= 4 run 18 - 4*(k // 4) tokens on the cache of a root
@@ -65,6 +65,23 @@ def test_bucket_bounds_the_prefix_and_bills_root_plus_suffixes() -> None:
     whole = 3 * 18
     suffixes = sum(18 - 4 * (k // 4) for k in range(4, 18))
     assert runner.meters[0].token_layers == pytest.approx((whole + suffixes + 16) * 2)
+
+
+def test_small_groups_run_from_a_shorter_prefix() -> None:
+    lm = tiny_model("llama", n_layers=2)
+    ids = PROMPTS[1]  # 18 tokens
+    plan = plan_saliency(ids, [1.0] * len(ids), [17], Mask(0), skip_first=True)
+    shared = [(ids, k) for k in plan.masked]
+    exact = LayerRunner(lm, 1, [0], prefix_merge=0)
+    merged = LayerRunner(lm, 1, [0], prefix_merge=10**6)  # every group joins the first (k = 1)
+    a = exact.acts(plan.variants, [0] * len(plan.variants), shared=shared)
+    b = merged.acts(plan.variants, [0] * len(plan.variants), shared=shared)
+    for x, y in zip(a, b, strict=True):
+        assert x == pytest.approx(y, abs=1e-5)
+    # variants k = 1..17 all run 17 tokens from the one-token prefix; the root is cut at 17
+    assert merged.meters[0].token_layers == pytest.approx((17 * 17 + 17) * 2)
+    suffixes = sum(18 - k for k in range(1, 18))
+    assert exact.meters[0].token_layers == pytest.approx((suffixes + 17) * 2)
 
 
 def test_wrong_root_is_refused() -> None:
