@@ -15,7 +15,9 @@
    folding, checkpoints, the final files and index; the model is loaded before either). Printed:
    both tokens/s and their ratio (target >= 0.9), where `record()`'s time went (forward, fold,
    checkpoints, final write, the rest: corpus, tokenising, batching, start-up), and its peak RSS.
-   Equal peaks at both sizes = memory does not grow with the corpus.
+   Equal peaks at both sizes = memory does not grow with the corpus. Also printed: `record()`'s
+   seconds against its own forward seconds, a ratio that a change of load between the bare
+   run and `record()` does not bias (on a shared machine the first one can be far off).
 
 Every figure printed is measured in this run; nothing is hard-coded.
 """
@@ -40,7 +42,7 @@ def throughput(model: str, layers: list[int], batch_size: int, n_batches: int) -
 
     from neuron2graph.corpus import iter_documents, iter_windows
     from neuron2graph.models import load_model
-    from neuron2graph.record.recorder import fold_batch, forward_batch
+    from neuron2graph.record.recorder import fold_batch, fold_pool, forward_batch
     from neuron2graph.record.state import LayerState, SampleState
 
     lm = load_model(model, device="cpu")
@@ -52,21 +54,22 @@ def throughput(model: str, layers: list[int], batch_size: int, n_batches: int) -
     sample = SampleState(256, 64, 0)
     bare = rec = 0.0
     tokens = 0
-    for i, chunk in enumerate(chunks):
-        timed = i >= 2  # two warm-up batches
-        for mode in (("bare", "rec") if i % 2 == 0 else ("rec", "bare")):
-            t0 = time.perf_counter()
-            batch, acts = forward_batch(lm, chunk, layers, 64, pad, bos)
-            if mode == "rec":
-                fold_batch(states, sample, batch, acts)
-            dt = time.perf_counter() - t0
+    with fold_pool(len(layers)) as pool:  # layers folded as record() folds them
+        for i, chunk in enumerate(chunks):
+            timed = i >= 2  # two warm-up batches
+            for mode in (("bare", "rec") if i % 2 == 0 else ("rec", "bare")):
+                t0 = time.perf_counter()
+                batch, acts = forward_batch(lm, chunk, layers, 64, pad, bos)
+                if mode == "rec":
+                    fold_batch(states, sample, batch, acts, pool)
+                dt = time.perf_counter() - t0
+                if timed:
+                    if mode == "bare":
+                        bare += dt
+                    else:
+                        rec += dt
             if timed:
-                if mode == "bare":
-                    bare += dt
-                else:
-                    rec += dt
-        if timed:
-            tokens += sum(len(w.token_ids) for w in chunk)
+                tokens += sum(len(w.token_ids) for w in chunk)
     return {"threads": torch.get_num_threads(), "tokens": tokens,
             "bare_tok_s": tokens / bare, "record_tok_s": tokens / rec, "ratio": bare / rec}
 
@@ -160,7 +163,8 @@ def main() -> None:
     ap.add_argument("--layers", default="0-3")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--batches", type=int, default=24, help="timed batches per mode")
-    ap.add_argument("--sizes", default="20000,60000", help="two corpus sizes (tokens)")
+    ap.add_argument("--sizes", default="20000,60000",
+                    help="corpus sizes (tokens), comma-separated; the default corpus holds ~4M")
     ap.add_argument("--child", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
 
@@ -193,6 +197,9 @@ def main() -> None:
               "(target >= 0.9)")
         print("    record() time: " + ", ".join(
             f"{k} {v:.1f} s ({v / m['seconds']:.0%})" for k, v in m["parts"].items()))
+        print(f"    record() vs its own forward time: ratio "
+              f"{m['parts']['forward'] / m['seconds']:.2f} (the same forwards under the same "
+              "load; the bare-forward ratio above also carries any load change between the two)")
         print(f"    {what} {m['peak_rss_mb']:.0f} MB "
               f"(RSS after model load {m['rss_after_model_load_mb']:.0f} MB)")
     print(f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")

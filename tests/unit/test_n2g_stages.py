@@ -103,6 +103,18 @@ def test_prune_never_met_keeps_everything_and_flags_it() -> None:
     assert calls == [8, 8, 5]  # chunks 1-8, 9-16, 17-21
 
 
+def test_prune_long_context_runs_equal_chunks_and_stops_in_the_first_that_meets() -> None:
+    # the threshold is first met at context length 35: chunks 1-8 ... 33-40 run, not 33-64
+    def fn(seqs: Sequence[Sequence[int]]) -> list[list[float]]:
+        return [[0.0] * (len(s) - 1) + [10.0 if len(s) >= 35 else 1.0] for s in seqs]
+
+    ids = [*list(range(100, 160)), KEY_ID]
+    counted, calls = counting(fn)
+    res = prune(ids, [0.0] * 60 + [10.0], counted)
+    assert res.threshold_met and len(res.token_ids) == 35  # the key ends the example
+    assert calls == [8, 8, 8, 8, 8]
+
+
 def test_prune_official_accepts_its_last_try() -> None:
     ids = [*list(range(20, 60)), KEY_ID]
     res = prune(ids, [0.0] * 40 + [10.0],

@@ -218,3 +218,40 @@ def test_checkpoint_generations_survive_a_torn_write(tmp_path: Path) -> None:
     (folder / "g6-layer0.safetensors").unlink()
     with pytest.raises(N2GError, match="damaged"):
         load_checkpoint(tmp_path, {0: LayerState(N, K, T, S)}, SampleState(S, T, seed=3))
+
+
+def test_layers_folded_in_parallel_equal_the_sequential_fold() -> None:
+    """`fold_batch` with a pool folds layers on threads (each with its own scratch buffers):
+    every buffer of every layer and the sample must equal the one-thread fold, and a NaN in one
+    layer must still raise."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from neuron2graph.record.recorder import fold_batch
+
+    rng = np.random.default_rng(5)
+    w, layers = 24, (0, 3, 7)
+    acts = {layer: rng.standard_normal((w, T, N)).astype(np.float32) * (layer + 1)
+            for layer in layers}
+    lengths = rng.integers(2, T + 1, size=w)
+    tokens = (np.arange(w * T).reshape(w, T) % 97).astype(np.int32)
+    runs = []
+    for pool in (None, ThreadPoolExecutor(2)):
+        states = {layer: LayerState(N, K, T, S) for layer in layers}
+        samp = SampleState(S, T, seed=3)
+        for s0 in range(0, w, 5):
+            batch = make_batch(s0, tokens[s0 : s0 + 5], lengths[s0 : s0 + 5])
+            fold_batch(states, samp, batch,
+                       {la: torch.as_tensor(a[s0 : s0 + 5]) for la, a in acts.items()}, pool)
+        runs.append((states, samp))
+    (seq, seq_sample), (par, par_sample) = runs
+    for layer in layers:
+        for name, value in seq[layer].tensors("").items():
+            assert torch.equal(value, par[layer].tensors("")[name]), (layer, name)
+    for name, value in seq_sample.tensors("").items():
+        assert torch.equal(value, par_sample.tensors("")[name]), name
+    assert int(par[7].hist.sum()) == int(sum(lengths) - w) * N  # every counted value once
+    bad = {la: torch.as_tensor(a[:5]) for la, a in acts.items()}
+    bad[3][1, 2, 4] = float("nan")
+    batch = make_batch(100, tokens[:5], np.full(5, T))
+    with pytest.raises(N2GError, match="3:4"), ThreadPoolExecutor(2) as pool:
+        fold_batch(par, par_sample, batch, bad, pool)

@@ -41,8 +41,9 @@ def record_command(
         bool, typer.Option("--overwrite", help="Replace a run recorded with other options.")
     ] = False,
     checkpoint_every: Annotated[
-        int, typer.Option(help="Checkpoint the running state every this many batches.")
-    ] = 50,
+        int, typer.Option(help="Also checkpoint every this many batches (0: only every 5 "
+                               "minutes, the default).")
+    ] = 0,
     progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
     as_json: JsonOpt = False,
 ) -> None:
@@ -55,7 +56,7 @@ def record_command(
         model=model, corpus=corpus, layers=tuple(layer_option(layers) or ()), units=units,
         record=RecordConfig(window=window, top_k=top_k, sample=sample, batch_size=batch_size,
                             max_tokens=max_tokens or None, seed=seed, bos=bos,
-                            checkpoint_every=checkpoint_every),
+                            checkpoint_every=checkpoint_every or None),
         dtype=None if dtype == "auto" else dtype, device=device, progress=progress)
     if not run(config, out, overwrite=overwrite):
         typer.echo(f"{out.expanduser()} already holds this recording (same configuration): "

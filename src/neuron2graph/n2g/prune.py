@@ -11,11 +11,14 @@ wants to batch the forwards of *every* example of *every* neuron of a layer toge
 therefore says which prompts it needs next (`pending`), is fed their key-token activations (`feed`),
 and repeats until `done`. `prune` drives one search with any activation function (tests, notebooks).
 
-Exact strategy: prefix lengths are scanned shortest first in chunks that double in size (1-8, 9-16,
-17-32, ...), each chunk one batch. The first length that meets the threshold is *the* shortest one,
-with
-no monotonicity assumption, and short contexts (the common case) cost few tokens. When no length
-meets the threshold the full left context is kept and `threshold_met` is False (never silently).
+Exact strategy: prefix lengths are scanned shortest first in chunks of `first_chunk` lengths
+(1-8, 9-16, 17-24, ...), each chunk one batch (shared by every pending search of the layer). The
+first length that meets the threshold is *the* shortest one, with no monotonicity assumption, and
+short contexts (the common case) cost few tokens. Chunks used to double (1-8, 9-16, 17-32, 33-64):
+a context of 33 tokens then also ran every length up to 64 (~2,100 tokens of candidates instead
+of ~860), the largest part of pruning's cost at deep layers; equal chunks cost a few more
+batches instead. When no length meets the threshold the full left context is kept and
+`threshold_met` is False (never silently).
 
 Official strategy (for the evaluation's comparison row): the official code tries lengths 5, 10, ...
 up to 30 tokens and accepts its last try when none meets the threshold.
@@ -48,7 +51,7 @@ class PruneConfig:
     """Tokens kept after the key token."""
     strategy: Literal["exact", "official"] = "exact"
     first_chunk: int = 8
-    """Exact strategy: prefix lengths 1..first_chunk form the first batch; later batches double."""
+    """Exact strategy: each batch tries this many prefix lengths (1-8, then 9-16, ...)."""
     official_step: int = 5
     official_cap: int = 30
 
@@ -150,7 +153,7 @@ class PruneSearch:
                 self._chunk = lengths
             else:
                 lo = self._next_lo
-                size = self.config.first_chunk if lo == 1 else lo - 1
+                size = self.config.first_chunk
                 hi = min(self.max_len, lo + size - 1)
                 self._chunk = list(range(lo, hi + 1))
                 self._next_lo = hi + 1

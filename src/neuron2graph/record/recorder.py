@@ -15,6 +15,8 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,7 @@ import torch
 from neuron2graph.errors import N2GError
 from neuron2graph.models import LoadedModel
 from neuron2graph.record.config import RecordConfig, identity_diff, run_identity
-from neuron2graph.record.state import Batch, LayerState, SampleState
+from neuron2graph.record.state import Batch, LayerState, SampleState, release_scratch
 from neuron2graph.record.writer import checkpoint_dir, finalize, load_checkpoint, save_checkpoint
 from neuron2graph.store.atomic import write_json_atomic
 from neuron2graph.store.run import FORMAT, FORMAT_VERSION, MANIFEST, Run
@@ -182,35 +184,60 @@ def forward_batch(
 
 def fold_batch(
     states: dict[int, LayerState], sample: SampleState, batch: Batch,
-    acts: dict[int, torch.Tensor],
+    acts: dict[int, torch.Tensor], pool: Executor | None = None,
 ) -> None:
     """The recording part of a step: fold one batch's activations into the running state.
 
-    On CPU these are memory-bound reductions and scatters; they run on half of torch's threads
-    (one on a 2-core machine), which on a busy machine avoids the thread-pool stalls that make
-    small parallel ops several times slower, and costs little on an idle one.
+    On CPU these are memory-bound reductions and scatters; each op runs on half of torch's
+    threads (one on a 2-core machine), which on a busy machine avoids the thread-pool stalls that
+    make small parallel ops several times slower. With a `pool` (`fold_pool`), the layers are
+    folded concurrently (each layer's state is its own, and torch releases the GIL in its
+    kernels), so the other half of the cores is not idle during the fold; the per-op thread
+    count, and therefore every result, is the same either way.
     """
     threads = torch.get_num_threads()
-    torch.set_num_threads(max(1, threads // 2))
+    per_op = max(1, threads // 2)
+    torch.set_num_threads(per_op)
     try:
-        _fold(states, sample, batch, acts)
+        moves = sample.offer(batch)
+        if pool is None or len(states) < 2:
+            for layer, st in states.items():
+                _fold_layer(layer, st, batch, acts[layer], moves)
+            return
+        futures = [pool.submit(_fold_layer, layer, st, batch, acts[layer], moves, per_op)
+                   for layer, st in states.items()]
+        wait(futures)
+        for future in futures:  # the first failing layer, in layer order, as sequentially
+            future.result()
     finally:
         torch.set_num_threads(threads)
 
 
-def _fold(
-    states: dict[int, LayerState], sample: SampleState, batch: Batch,
-    acts: dict[int, torch.Tensor],
+def _fold_layer(
+    layer: int, st: LayerState, batch: Batch, a: torch.Tensor, moves: list[tuple[int, int]],
+    threads: int | None = None,
 ) -> None:
-    moves = sample.offer(batch)
-    for layer, st in states.items():
-        a = acts[layer]
-        win_max = st.window_max(a, batch)
-        total = st.update_stats(a, batch, win_max)
-        if not bool(torch.isfinite(total).all()):
-            _check_finite(a, batch, layer)
-        st.update_top(a, batch, win_max)
-        st.update_sample(a, win_max, moves)
+    if threads is not None:  # a pool thread: its own torch thread count
+        torch.set_num_threads(threads)
+    win_max = st.window_max(a, batch)
+    total = st.update_stats(a, batch, win_max)
+    if not bool(torch.isfinite(total).all()):
+        _check_finite(a, batch, layer)
+    st.update_top(a, batch, win_max)
+    st.update_sample(a, win_max, moves)
+
+
+@contextmanager
+def fold_pool(n_layers: int) -> Iterator[Executor | None]:
+    """Threads that fold layers concurrently: as many as torch has threads beyond one op's share
+    (2 on a 2-core machine), at most one per layer; None when that is a single thread."""
+    threads = torch.get_num_threads()
+    workers = min(n_layers, max(1, threads // max(1, threads // 2)))
+    if workers < 2:
+        yield None
+        return
+    with ThreadPoolExecutor(workers, thread_name_prefix="n2g-fold") as pool:
+        yield pool
 
 
 def record(
@@ -305,25 +332,28 @@ def record(
     saved_at: float = -1
     base_elapsed = float(done["elapsed_s"])
     try:
-        for chunk in _batches(stream, config.batch_size, remaining, width):
-            batch, acts = forward_batch(source, chunk, layers, width, pad_id, bos_id)
-            fold_batch(states, sample, batch, acts)
-            n_tok = int(batch.length.sum())
-            done["windows"] += len(chunk)
-            done["batches"] += 1
-            done["tokens"] += n_tok
-            done["elapsed_s"] = base_elapsed + time.perf_counter() - start
-            run_batches += 1
-            if bar is not None:
-                bar.update(n_tok)
-            now = time.perf_counter()
-            if (done["batches"] % config.checkpoint_every == 0
-                    or now - last_ckpt >= config.checkpoint_seconds):
-                snapshot()
-                last_ckpt, saved_at = now, done["batches"]
-            if on_batch is not None:
-                on_batch({**done, "run_batches": run_batches})
+        with fold_pool(len(layers)) as pool:
+            for chunk in _batches(stream, config.batch_size, remaining, width):
+                batch, acts = forward_batch(source, chunk, layers, width, pad_id, bos_id)
+                fold_batch(states, sample, batch, acts, pool)
+                n_tok = int(batch.length.sum())
+                done["windows"] += len(chunk)
+                done["batches"] += 1
+                done["tokens"] += n_tok
+                done["elapsed_s"] = base_elapsed + time.perf_counter() - start
+                run_batches += 1
+                if bar is not None:
+                    bar.update(n_tok)
+                now = time.perf_counter()
+                every = config.checkpoint_every
+                if ((every is not None and done["batches"] % every == 0)
+                        or now - last_ckpt >= config.checkpoint_seconds):
+                    snapshot()
+                    last_ckpt, saved_at = now, done["batches"]
+                if on_batch is not None:
+                    on_batch({**done, "run_batches": run_batches})
     finally:
+        release_scratch()
         if bar is not None:
             bar.close()
     if done["windows"] == 0:

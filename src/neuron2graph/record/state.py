@@ -20,6 +20,7 @@ stream order]); the sample is the set of smallest hashes, whatever the batch bou
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from itertools import pairwise
 
@@ -83,8 +84,8 @@ class LayerState:
         self.sample_entries: list[tuple[Tensor, Tensor, Tensor] | None] = [None] * s
         """Sparse mode: per sample slot, (pos int16, unit int32, value float16) of nonzeros."""
         self.sample_max = torch.full((s, n), -torch.inf)
-        self._lut = code_table().astype(np.int32)
-        self._offset = np.arange(n, dtype=np.int32) * N_BINS
+        self._lut = torch.from_numpy(code_table().astype(np.int32))
+        self._offset = torch.arange(n, dtype=torch.int32) * N_BINS
 
     # ------------------------------------------------------------ persistence
     def tensors(self, prefix: str) -> dict[str, Tensor]:
@@ -172,12 +173,17 @@ class LayerState:
         self.sum += total
         torch.maximum(self.max, win_max.amax(0), out=self.max)
         torch.minimum(self.min, vals.amin(1).amin(0), out=self.min)
-        codes = (vals.view(torch.int32) >> SHIFT).numpy()  # the bin code of every value
-        # numpy fancy indexing wraps the negative codes of negative values, single-threaded
-        # (torch's int32 indexing converts and bounds-checks first: several times slower).
-        index = self._lut[codes]
-        index += self._offset
-        self.hist += torch.bincount(torch.from_numpy(index).view(-1), minlength=self.hist.numel())
+        # The bin of every value: bits >> SHIFT, masked to the table's 12 bits, looked up with
+        # torch's int32 index_select (5x faster than numpy fancy indexing, which bounds-checks
+        # and wraps per element), into per-thread scratch buffers (fresh 12 MB tensors per
+        # layer and batch cost page faults), then one bincount over (neuron, bin).
+        codes, index = _scratch(vals.numel())
+        codes = codes.view(vals.shape)
+        torch.bitwise_right_shift(vals.view(torch.int32), SHIFT, out=codes)
+        codes &= 0xFFF
+        torch.index_select(self._lut, 0, codes.view(-1), out=index)
+        index.view(-1, self.n).add_(self._offset)
+        self.hist += torch.bincount(index, minlength=self.hist.numel())
         return total
 
     def n_pos(self) -> Int[Tensor, " n"]:
@@ -252,6 +258,24 @@ class LayerState:
         else:
             self.sample_acts[slots] = picked
         self.sample_max[slots] = win_max.index_select(0, rows)
+
+
+_SCRATCH = threading.local()
+
+
+def _scratch(size: int) -> tuple[Tensor, Tensor]:
+    """Two int32 buffers of `size` elements for the histogram, reused across batches and layers;
+    one pair per thread, so that layers folded in parallel (recorder.fold_batch) never share."""
+    bufs: tuple[Tensor, Tensor] | None = getattr(_SCRATCH, "bufs", None)
+    if bufs is None or bufs[0].numel() < size:
+        bufs = (torch.empty(size, dtype=torch.int32), torch.empty(size, dtype=torch.int32))
+        _SCRATCH.bufs = bufs
+    return bufs[0][:size], bufs[1][:size]
+
+
+def release_scratch() -> None:
+    """Free this thread's histogram buffers (the recorder calls it when a recording ends)."""
+    _SCRATCH.bufs = None
 
 
 def _value_then_window_order(values: Tensor, windows: Tensor) -> Tensor:
