@@ -57,7 +57,7 @@ def test_bucket_bounds_the_prefix_and_bills_root_plus_suffixes() -> None:
     lm = tiny_model("llama", n_layers=2)
     ids = PROMPTS[1]  # 18 tokens
     plan = plan_saliency(ids, [1.0] * len(ids), [17], Mask(0), skip_first=True)
-    runner = LayerRunner(lm, 1, [0], prefix_bucket=4)
+    runner = LayerRunner(lm, 1, [0], prefix_bucket=4, prefix_merge=0)
     runner.acts(plan.variants, [0] * len(plan.variants),
                 shared=[(ids, k) for k in plan.masked])
     # k = 1..3 run whole (18 tokens); k >= 4 run 18 - 4*(k // 4) tokens on the cache of a root
@@ -65,6 +65,23 @@ def test_bucket_bounds_the_prefix_and_bills_root_plus_suffixes() -> None:
     whole = 3 * 18
     suffixes = sum(18 - 4 * (k // 4) for k in range(4, 18))
     assert runner.meters[0].token_layers == pytest.approx((whole + suffixes + 16) * 2)
+
+
+def test_small_groups_run_from_a_shorter_prefix() -> None:
+    lm = tiny_model("llama", n_layers=2)
+    ids = PROMPTS[1]  # 18 tokens
+    plan = plan_saliency(ids, [1.0] * len(ids), [17], Mask(0), skip_first=True)
+    shared = [(ids, k) for k in plan.masked]
+    exact = LayerRunner(lm, 1, [0], prefix_merge=0)
+    merged = LayerRunner(lm, 1, [0], prefix_merge=10**6)  # every group joins the first (k = 1)
+    a = exact.acts(plan.variants, [0] * len(plan.variants), shared=shared)
+    b = merged.acts(plan.variants, [0] * len(plan.variants), shared=shared)
+    for x, y in zip(a, b, strict=True):
+        assert x == pytest.approx(y, abs=1e-5)
+    # variants k = 1..17 all run 17 tokens from the one-token prefix; the root is cut at 17
+    assert merged.meters[0].token_layers == pytest.approx((17 * 17 + 17) * 2)
+    suffixes = sum(18 - k for k in range(1, 18))
+    assert exact.meters[0].token_layers == pytest.approx((suffixes + 17) * 2)
 
 
 def test_wrong_root_is_refused() -> None:
@@ -114,3 +131,33 @@ def test_graphs_identical_with_and_without_prefix_cache(mask: str, monkeypatch) 
     assert cached == whole
     assert any(cached)  # the graphs are not empty
     assert cached_work < whole_work  # and the saliency did use the prefix cache
+
+
+@pytest.mark.parametrize("point", ["resid_pre", "mlp_out", "resid_post"])
+def test_sae_source_prefixed_variants_equal_whole_sequences(point: str, tmp_path) -> None:
+    import torch
+
+    from neuron2graph.sae import HookPoint, Sae, SaeInfo
+    from neuron2graph.sae.export import save_saelens
+    from neuron2graph.units import make_source
+
+    lm = tiny_model("llama", n_layers=2)
+    d = int(lm.model.get_input_embeddings().weight.shape[1])  # type: ignore[operator,union-attr]
+    g = torch.Generator().manual_seed(1)
+    where = HookPoint(1, point)  # type: ignore[arg-type]
+    info = SaeInfo(d_in=d, d_sae=12, d_out=d, architecture="relu", reads=where, writes=where,
+                   apply_b_dec_to_input=False)
+    w = torch.randn(d, 12, generator=g)
+    save_saelens(Sae(info, w, torch.zeros(12), w.T.clone(), torch.zeros(d)), tmp_path / "s")
+    source = make_source(f"sae:{tmp_path / 's'}", lm)
+    assert source.supports_cache
+    seqs, mean_at, shared = _variants([Mask(0), MEAN_EMBEDDING])
+    owners = [i % 3 for i in range(len(seqs))]
+    whole = LayerRunner(lm, 1, [0, 4, 9], source=source, prefix_bucket=0)
+    cached = LayerRunner(lm, 1, [0, 4, 9], source=source, prefix_bucket=1)
+    want = whole.acts(seqs, owners, mean_at=mean_at, shared=shared)
+    got = cached.acts(seqs, owners, mean_at=mean_at, shared=shared)
+    assert any(max(w) > 0 for w in want)  # some latents fire
+    for a, b in zip(got, want, strict=True):
+        assert a == pytest.approx(b, abs=1e-5)
+    assert sum(m.token_layers for m in cached.meters) < sum(m.token_layers for m in whole.meters)

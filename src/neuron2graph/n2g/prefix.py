@@ -128,7 +128,7 @@ def run_prefixed(
         for row, root in enumerate(batch_roots):
             for key in by_root[root]:
                 by_p.setdefault(plan[key][1], []).append((row, key))
-        for p, members in sorted(by_p.items()):
+        for p, members in sorted(_merge_small(by_p, runner.prefix_merge).items()):
             members.sort(key=lambda m: len(m[1][0]))
             lengths = [len(key[0]) - p for _r, key in members]
             for sub in _batches(lengths, runner.max_batch_tokens, runner.max_rows,
@@ -136,6 +136,24 @@ def run_prefixed(
                 chunk = [members[i] for i in sub]
                 _run_suffixes(runner, unique, chunk, p, cache, base, results)
     return results
+
+
+def _merge_small(by_p: dict[int, list[tuple[int, Key]]],
+                 budget: int) -> dict[int, list[tuple[int, Key]]]:
+    """Groups of equal prefix length, a group run from a shorter prefix when that recomputes at
+    most `budget` tokens (rows x the prefix tokens given up): one forward fewer, each of which
+    costs a fixed overhead and small batches run far below the bare throughput. Running from a
+    shorter prefix of the same root is always valid."""
+    merged: dict[int, list[tuple[int, Key]]] = {}
+    start: int | None = None
+    for p in sorted(by_p):
+        members = by_p[p]
+        if start is not None and len(members) * (p - start) <= budget:
+            merged[start].extend(members)
+        else:
+            start = p
+            merged[p] = list(members)
+    return merged
 
 
 def _run_suffixes(
