@@ -74,7 +74,7 @@ def main() -> None:
     cost: dict[str, Any] = {}
     for name, items in expl.items():
         status = Counter(e.get("status") for e in items)
-        secs = [float(e["seconds"]) for e in items if e.get("seconds") is not None]
+        secs = [float(e["seconds"]) for e in items if e.get("seconds")]  # 0: not recorded
         mean = statistics.mean(secs) if secs else None
         cost[f"explain:{name}"] = {"status": dict(status), "seconds_per_unit": mean}
         print(f"  explainer {name}: {dict(status)}; "

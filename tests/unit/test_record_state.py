@@ -243,6 +243,8 @@ def test_layers_folded_in_parallel_equal_the_sequential_fold() -> None:
             fold_batch(states, samp, batch,
                        {la: torch.as_tensor(a[s0 : s0 + 5]) for la, a in acts.items()}, pool)
         runs.append((states, samp))
+        if pool is not None:
+            pool.shutdown()
     (seq, seq_sample), (par, par_sample) = runs
     for layer in layers:
         for name, value in seq[layer].tensors("").items():

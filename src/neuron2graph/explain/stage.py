@@ -138,15 +138,17 @@ class ExplainWorker:
             built = self.graphs.get(units) if self.graphs is not None else {}
             results = self.explainer.explain([UnitInput(ex, built.get(nid)) for nid, ex in units])
             down = None
+            share = (time.perf_counter() - t0) / len(todo)
             for nid, res in zip(todo, results, strict=True):
                 if res.extra.get("down"):
                     down = down or res
                     continue
+                if not res.seconds:  # an LLM explains a block at once: its share of the wall
+                    res.seconds = round(share, 4)
                 storage.save(storage.explanation_file(self.run.path, name, nid), res.to_json())
                 rows[nid] = {"status": res.status, "reused": False}
             if down is not None:
                 raise EndpointStopped(str(down.error))
-            share = (time.perf_counter() - t0) / len(todo)
             model_share = (self._model_seconds() - m0) / len(todo)
             for nid in todo:
                 rows[nid].update(seconds=round(share, 4), model_seconds=round(model_share, 4))
