@@ -20,6 +20,8 @@ from typing import Any
 import torch
 from jaxtyping import Float
 
+from neuron2graph.models.hooks import cache_kwarg, cache_of
+
 TOKEN_BUDGET = 4096
 """Suffix tokens (rows x width) per batch: bounds the activations' memory."""
 
@@ -37,14 +39,8 @@ def common_prefix(rows: Sequence[Sequence[int]]) -> int:
     return n
 
 
-def _cache_of(output: Any) -> Any:
-    cache = getattr(output, "cache", None)
-    return cache if cache is not None else output.past_key_values
-
-
-def _forward_params(model: Any) -> tuple[str, bool]:
-    params = inspect.signature(model.forward).parameters
-    return ("cache" if "cache" in params else "past_key_values"), "logits_to_keep" in params
+def _accepts_logits_to_keep(model: Any) -> bool:
+    return "logits_to_keep" in inspect.signature(model.forward).parameters
 
 
 @torch.inference_mode()
@@ -63,7 +59,7 @@ def logprobs(
             raise ValueError(f"position out of row {i} (length {len(rows[i])})")
     if not wanted:
         return [torch.zeros(0, 0) for _ in rows]
-    cache_kw, keep_ok = _forward_params(model)
+    cache_kw, keep_ok = cache_kwarg(model), _accepts_logits_to_keep(model)
     device = next(model.parameters()).device
     shared = min(common_prefix([rows[i] for i in wanted]),
                  min(min(positions[i]) for i in wanted))
@@ -71,7 +67,7 @@ def logprobs(
     if shared > 0:
         pre = model(input_ids=torch.tensor([list(rows[wanted[0]][:shared])], device=device),
                     use_cache=True)
-        prefix_cache = _cache_of(pre)
+        prefix_cache = cache_of(pre)
     order = sorted(wanted, key=lambda i: len(rows[i]))
     start = 0
     while start < len(order):

@@ -180,6 +180,13 @@ def capture(
     return out
 
 
+def cache_of(output: Any) -> Any:
+    """The KV cache of a model output: `cache` from transformers 5.2x on, `past_key_values`
+    before (reading the old name on new versions is a deprecated alias)."""
+    cache = getattr(output, "cache", None)
+    return cache if cache is not None else output.past_key_values
+
+
 def cache_kwarg(model: Any) -> str:
     """The forward argument that takes a KV cache: `cache` on current transformers (passing
     `past_key_values` there warns that it will be removed), `past_key_values` on older ones."""

@@ -21,6 +21,7 @@ from torch import Tensor
 
 from neuron2graph.models.forward import pad_batch
 from neuron2graph.models.hooks import cache_kwarg as _cache_kwarg
+from neuron2graph.models.hooks import cache_of as _cache_of
 from neuron2graph.models.loading import LoadedModel
 from neuron2graph.n2g import prefix, propose
 from neuron2graph.n2g.prefix import Key
@@ -436,11 +437,3 @@ class LayerRunner:
     def _vocab(self) -> int:
         cfg = getattr(self.lm.model, "config", None)
         return int(getattr(cfg, "vocab_size", 50_000) or 50_000)
-
-
-def _cache_of(output: Any) -> Any:
-    """The KV cache of a model output: `cache` from transformers 5.2x on, `past_key_values`
-    before (reading the old name on new versions is a deprecated alias)."""
-    cache = getattr(output, "cache", None)
-    return cache if cache is not None else output.past_key_values
-
