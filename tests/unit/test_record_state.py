@@ -137,6 +137,33 @@ def test_nan_makes_the_sum_non_finite() -> None:
     assert torch.isfinite(total).tolist() == [n != 2 for n in range(N)]
 
 
+@pytest.mark.parametrize("padded", [False, True])
+def test_histogram_of_many_neurons_is_counted_block_by_block_exactly(padded: bool) -> None:
+    """More neurons than one histogram block (HIST_BLOCK), the last block partial: every
+    neuron's counts equal a brute-force bincount of its own values, on the strided BOS-only view
+    and on the gathered padded path."""
+    from neuron2graph.record.state import HIST_BLOCK
+
+    n, w, t = 2 * HIST_BLOCK + 22, 9, 5
+    rng = np.random.default_rng(11)
+    acts = (rng.standard_normal((w, t, n)) * rng.choice([1e-7, 0.01, 3, 5e3], size=n))
+    acts = acts.astype(np.float32)
+    acts[0, 1, :3] = [0.0, -0.0, np.inf]
+    lengths = rng.integers(1, t + 1, size=w) if padded else np.full(w, t)
+    st = LayerState(n, 2, t, 0)
+    tokens = np.zeros((w, t), dtype=np.int32)
+    for s0 in range(0, w, 4):
+        a = torch.as_tensor(acts[s0 : s0 + 4])
+        batch = make_batch(s0, tokens[s0 : s0 + 4], lengths[s0 : s0 + 4])
+        assert batch.bos_only_excluded is not padded
+        st.update_stats(a, batch, st.window_max(a, batch))
+    valid = np.arange(t)[None, :] < lengths[:, None]
+    valid[:, 0] = False
+    vals = acts[valid]
+    ref = np.stack([np.bincount(bin_index(vals[:, j]), minlength=N_BINS) for j in range(n)])
+    np.testing.assert_array_equal(st.hist.view(n, N_BINS).numpy(), ref)
+
+
 def test_sample_is_the_smallest_keys_whatever_the_batching() -> None:
     rng = np.random.default_rng(1)
     w = 40

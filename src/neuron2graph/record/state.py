@@ -33,6 +33,10 @@ from neuron2graph.record.histogram import FIRST_POSITIVE, N_BINS, SHIFT, code_ta
 
 _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
+HIST_BLOCK = 64
+"""Neurons histogrammed per bincount (see `LayerState.update_stats`): 64 x 516 int64 counts fit
+a core's L2 cache; 32 and 128 were slower here, 16 much slower (more, smaller ops)."""
+
 
 def window_keys(indices: np.ndarray, seed: int) -> np.ndarray:
     """splitmix64 of (seed, window index): a fixed pseudo-random key per window, as int64 >= 0."""
@@ -176,14 +180,26 @@ class LayerState:
         # The bin of every value: bits >> SHIFT, masked to the table's 12 bits, looked up with
         # torch's int32 index_select (5x faster than numpy fancy indexing, which bounds-checks
         # and wraps per element), into per-thread scratch buffers (fresh 12 MB tensors per
-        # layer and batch cost page faults), then one bincount over (neuron, bin).
-        codes, index = _scratch(vals.numel())
-        codes = codes.view(vals.shape)
-        torch.bitwise_right_shift(vals.view(torch.int32), SHIFT, out=codes)
-        codes &= 0xFFF
-        torch.index_select(self._lut, 0, codes.view(-1), out=index)
-        index.view(-1, self.n).add_(self._offset)
-        self.hist += torch.bincount(index, minlength=self.hist.numel())
+        # layer and batch cost page faults), then one bincount over (neuron, bin) per block of
+        # HIST_BLOCK neurons: a block's counts (264 KB) stay in the core's cache while its
+        # values are scattered into them, where one bincount over all neurons scatters into a
+        # 6 MB table (and allocates and zeroes it): 6.9 ms against 10.4 ms per layer and batch.
+        # The counts are integers, so they are the same whatever the order.
+        v32 = vals.view(torch.int32)
+        lead = vals.shape[:2]
+        rows = lead[0] * lead[1]
+        codes, index = _scratch(rows * min(HIST_BLOCK, self.n))
+        hist = self.hist.view(self.n, N_BINS)
+        for start in range(0, self.n, HIST_BLOCK):
+            width = min(HIST_BLOCK, self.n - start)
+            code = codes[: rows * width].view(*lead, width)
+            torch.bitwise_right_shift(v32[:, :, start : start + width], SHIFT, out=code)
+            code &= 0xFFF
+            idx = index[: rows * width]
+            torch.index_select(self._lut, 0, code.view(-1), out=idx)
+            idx.view(rows, width).add_(self._offset[:width])
+            hist[start : start + width].view(-1).add_(
+                torch.bincount(idx, minlength=width * N_BINS))
         return total
 
     def n_pos(self) -> Int[Tensor, " n"]:
