@@ -102,6 +102,10 @@ def main() -> None:
                     help="torch threads (0: torch's default); 1 wastes less on a loaded machine")
     ap.add_argument("--reference", action="store_true",
                     help="also run the official schedule on the same examples (slow)")
+    ap.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"],
+                    help="our build's dtype; bf16 uses the CPU's bf16 matmul units (AMX) where "
+                    "present. The reference always runs in fp32 (the official code's), and "
+                    "with bf16 also in bf16, so the numeric and the algorithmic gain show apart")
     ap.add_argument("--reference-neurons", type=int, default=1,
                     help="with --reference: run it for this many neurons of each layer")
     args = ap.parse_args()
@@ -116,8 +120,13 @@ def main() -> None:
           f"{os.getloadavg()[0]:.1f} at start", flush=True)
 
     t0 = time.perf_counter()
-    lm = load_model("smollm2-135m", device="cpu", dtype="fp32")
-    print(f"model loaded in {time.perf_counter() - t0:.1f} s: {lm.n_layers} layers", flush=True)
+    lm = load_model("smollm2-135m", device="cpu", dtype=args.dtype)
+    ref_lms = {"fp32": lm if args.dtype == "fp32" else
+               load_model("smollm2-135m", device="cpu", dtype="fp32")}
+    if args.dtype != "fp32":
+        ref_lms[args.dtype] = lm
+    print(f"model ({args.dtype}) loaded in {time.perf_counter() - t0:.1f} s: {lm.n_layers} "
+          "layers", flush=True)
     t0 = time.perf_counter()
     try:  # a finished run that holds these layers (e.g. recorded for more layers) is reused
         run = Run.open(args.run)
@@ -126,7 +135,7 @@ def main() -> None:
         reuse = False
     if not reuse:
         windows = iter_windows(iter_documents(args.corpus), lm.tokenizer, length=64)
-        record(lm, windows, layers, args.run,
+        record(ref_lms["fp32"], windows, layers, args.run,
                RecordConfig(window=64, top_k=args.top_k, max_tokens=args.tokens),
                progress=False, corpus=describe_corpus(args.corpus))
     print(f"run {args.run} ready in {time.perf_counter() - t0:.1f} s"
@@ -175,15 +184,18 @@ def main() -> None:
         print("token-layers by stage: " + ", ".join(
             f"{name} {v / tl:.0%}" for name, v in stages.items()) if tl else "")
         if args.reference:
-            ref = [(n, res.stats.seconds, run_reference(lm, res.stats))
-                   for n, res in list(zip(chosen, results, strict=True))[: args.reference_neurons]]
-            for n, ours, theirs in ref:
-                print(f"reference {layer}:{n}: official schedule {theirs:.1f} s vs ours "
-                      f"{ours:.2f} s (this neuron's share of the layer) = {theirs / ours:.1f}x",
-                      flush=True)
-            totals.setdefault(layer, {}).update(
-                ref_s=statistics.mean(t for _n, _o, t in ref),
-                ours_ref_s=statistics.mean(o for _n, o, _t in ref))
+            firsts = list(zip(chosen, results, strict=True))[: args.reference_neurons]
+            for dt, ref_lm in ref_lms.items():
+                ref = [(n, res.stats.seconds, run_reference(ref_lm, res.stats))
+                       for n, res in firsts]
+                for n, ours, theirs in ref:
+                    print(f"reference {layer}:{n}: official schedule in {dt} {theirs:.1f} s vs "
+                          f"ours ({args.dtype}) {ours:.2f} s (this neuron's share of the layer) "
+                          f"= {theirs / ours:.1f}x", flush=True)
+                key = "" if dt == "fp32" else "_" + dt
+                totals.setdefault(layer, {}).update(
+                    {"ref_s" + key: statistics.mean(t for _n, _o, t in ref),
+                     "ours_ref_s": statistics.mean(o for _n, o, _t in ref)})
         off = sum(r.stats.official_token_layers for r in results)
         totals.setdefault(layer, {}).update({"s_per_neuron": wall / len(chosen),
                                              "fwd_share": fwd / wall,
@@ -211,18 +223,22 @@ def main() -> None:
               f"{args.reference_neurons} neuron(s) of each layer, ours = their share of the "
               "layer's time) and vs the official code's own anchor seconds (DESIGN.md, measured "
               "at another time; ours = the layer's mean)")
-        print(f"{'layer':>5} {'ours s':>7} {'reference s':>11} {'vs reference':>12} "
+        other = "" if args.dtype == "fp32" else f" {'ref ' + args.dtype + ' s':>11} {'vs it':>6}"
+        print(f"{'layer':>5} {'ours s':>7} {'reference s':>11} {'vs reference':>12}{other} "
               f"{'ours mean s':>11} {'anchor s':>8} {'vs anchor':>9}")
         for layer, t in totals.items():
             anchor = OFFICIAL_ANCHOR_S.get(layer)
+            same = (f" {t['ref_s_' + args.dtype]:11.1f} "
+                    f"{t['ref_s_' + args.dtype] / t['ours_ref_s']:5.1f}x" if other else "")
             print(f"{layer:>5} {t['ours_ref_s']:7.2f} {t['ref_s']:11.1f} "
-                  f"{t['ref_s'] / t['ours_ref_s']:11.1f}x {t['s_per_neuron']:11.2f} "
+                  f"{t['ref_s'] / t['ours_ref_s']:11.1f}x{same} {t['s_per_neuron']:11.2f} "
                   + (f"{anchor:8.0f} {anchor / t['s_per_neuron']:8.1f}x" if anchor else ""))
         ours_ref = statistics.mean(t["ours_ref_s"] for t in totals.values())
         ours = statistics.mean(t["s_per_neuron"] for t in totals.values())
         ref_mean = statistics.mean(t["ref_s"] for t in totals.values())
         print(f"mean over layers: ours {ours_ref:.2f} s/neuron, reference {ref_mean:.1f} s: "
-              f"{ref_mean / ours_ref:.1f}x (goal: >= 10x)")
+              f"{ref_mean / ours_ref:.1f}x (goal: >= 10x; reference in fp32, ours in "
+              f"{args.dtype})")
         anchors = [OFFICIAL_ANCHOR_S[la] for la in totals if la in OFFICIAL_ANCHOR_S]
         if len(anchors) == len(totals):
             print(f"vs the anchor's mean over these layers ({statistics.mean(anchors):.0f} s): "

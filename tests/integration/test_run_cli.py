@@ -110,3 +110,21 @@ def test_every_layers_option_refuses_a_bad_value_in_one_line(tmp_path: Path) -> 
         assert res.exit_code == 2, (cmd, res.output)
         lines = res.output.strip().splitlines()
         assert lines == ["error: bad layer list 'al': write e.g. 0,1,2, 0-3, 0-3,10 or all"], cmd
+
+
+def test_run_dtype_reaches_the_build_stage(tmp_path: Path) -> None:
+    """`--dtype bf16` builds in bf16 (the stage's config says so); a later run with another dtype
+    is refused in one line rather than mixing graphs of two precisions in one run."""
+    model = save_tiny_model(tmp_path / "model")
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    out = tmp_path / "run"
+    args = ["run", str(out), "--model", str(model), "--corpus", str(corpus), "--layers", "1",
+            "--per-layer", "2", "--window", "16", "--max-tokens", "0", "--no-augment",
+            "--device", "cpu", "--quiet", "--json"]
+    res = runner.invoke(app, [*args, "--stages", "record,build", "--dtype", "bf16"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)[1]["detail"] == "built 2, already done 0"
+    assert '"bf16"' in (out / "stages" / "build.json").read_text(encoding="utf-8")
+    again = runner.invoke(app, [*args, "--stages", "build", "--dtype", "fp32"])
+    assert again.exit_code != 0
+    assert "dtype: 'bf16' -> 'fp32'" in again.output

@@ -49,6 +49,9 @@ class RunPlan:
     window: int = 64
     augment: bool = True
     device: str = "auto"
+    dtype: str | None = None
+    """Build and eval stages' model dtype (None: the run's, i.e. fp32 on CPU). bf16 builds N2G
+    2-3x faster on CPUs with bf16 matmul units (AMX) at the same F1 (docs/scale.md)."""
 
     def check(self) -> None:
         unknown = [s for s in self.stages if s not in ALL_STAGES]
@@ -103,7 +106,7 @@ def _eval(plan: RunPlan, run_dir: Path, executor: Executor, progress: bool) -> s
     units = _units(plan, run_dir)
     evaluate(run_dir, neurons=[NeuronId(la, u) for la, us in units.items() for u in us],
              seed=plan.seed, augmenter="causal" if plan.augment else "none",
-             device=plan.device, progress=progress, executor=executor)
+             device=plan.device, dtype=plan.dtype, progress=progress, executor=executor)
     return f"evaluated {sum(len(v) for v in units.values())} units (table: RUN/eval/table.md)"
 
 
@@ -143,7 +146,7 @@ def _build(plan: RunPlan, run_dir: Path, executor: Executor, progress: bool) -> 
     for layer, idx in units.items():
         config = BuildStageConfig(neurons=tuple(NeuronId(layer, i) for i in idx),
                                   augmenter="causal" if plan.augment else None,
-                                  device=plan.device)
+                                  device=plan.device, dtype=plan.dtype)
         outcome = run(config, run_dir, executor=executor, progress=progress)
         built += outcome.computed
         reused += len(outcome.reused)
