@@ -253,7 +253,7 @@ def test_layers_folded_in_parallel_equal_the_sequential_fold() -> None:
     layer must still raise."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from neuron2graph.record.recorder import fold_batch
+    from neuron2graph.record.fold import fold_batch
 
     rng = np.random.default_rng(5)
     w, layers = 24, (0, 3, 7)

@@ -15,8 +15,6 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor, wait
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ import torch
 from neuron2graph.errors import N2GError
 from neuron2graph.models import LoadedModel
 from neuron2graph.record.config import RecordConfig, identity_diff, run_identity
+from neuron2graph.record.fold import Folder
 from neuron2graph.record.state import Batch, LayerState, SampleState, release_scratch
 from neuron2graph.record.writer import checkpoint_dir, finalize, load_checkpoint, save_checkpoint
 from neuron2graph.store.atomic import write_json_atomic
@@ -152,17 +151,6 @@ def _make_batch(windows: Sequence[Any], width: int, pad_id: int, bos_id: int | N
     return Batch(window=window, length=length, tokens=tokens, valid=valid, bos_only_excluded=fast)
 
 
-def _check_finite(acts: torch.Tensor, batch: Batch, layer: int) -> None:
-    bad = (~torch.isfinite(acts)).any(0).any(0).nonzero().squeeze(1).tolist()
-    shown = ", ".join(f"{layer}:{n}" for n in bad[:8]) + (" ..." if len(bad) > 8 else "")
-    first, last = int(batch.window[0]), int(batch.window[-1])
-    raise N2GError(
-        f"non-finite activations (NaN or inf) for {len(bad)} neuron(s) ({shown}) in windows "
-        f"{first}..{last}: nothing was stored for them; check the model's weights or use "
-        "--dtype fp32"
-    )
-
-
 def forward_batch(
     source: ActivationSource | LoadedModel, chunk: Sequence[Any], layers: Sequence[int],
     width: int, pad_id: int, bos_id: int | None,
@@ -180,64 +168,6 @@ def forward_batch(
         source = make_source("neurons", source)
     acts = source.activations(batch.tokens.long(), layers, attention_mask=mask)
     return batch, {layer: a.cpu() for layer, a in acts.items()}
-
-
-def fold_batch(
-    states: dict[int, LayerState], sample: SampleState, batch: Batch,
-    acts: dict[int, torch.Tensor], pool: Executor | None = None,
-) -> None:
-    """The recording part of a step: fold one batch's activations into the running state.
-
-    On CPU these are memory-bound reductions and scatters; each op runs on half of torch's
-    threads (one on a 2-core machine), which on a busy machine avoids the thread-pool stalls that
-    make small parallel ops several times slower. With a `pool` (`fold_pool`), the layers are
-    folded concurrently (each layer's state is its own, and torch releases the GIL in its
-    kernels), so the other half of the cores is not idle during the fold; the per-op thread
-    count, and therefore every result, is the same either way.
-    """
-    threads = torch.get_num_threads()
-    per_op = max(1, threads // 2)
-    torch.set_num_threads(per_op)
-    try:
-        moves = sample.offer(batch)
-        if pool is None or len(states) < 2:
-            for layer, st in states.items():
-                _fold_layer(layer, st, batch, acts[layer], moves)
-            return
-        futures = [pool.submit(_fold_layer, layer, st, batch, acts[layer], moves, per_op)
-                   for layer, st in states.items()]
-        wait(futures)
-        for future in futures:  # the first failing layer, in layer order, as sequentially
-            future.result()
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _fold_layer(
-    layer: int, st: LayerState, batch: Batch, a: torch.Tensor, moves: list[tuple[int, int]],
-    threads: int | None = None,
-) -> None:
-    if threads is not None:  # a pool thread: its own torch thread count
-        torch.set_num_threads(threads)
-    win_max = st.window_max(a, batch)
-    total = st.update_stats(a, batch, win_max)
-    if not bool(torch.isfinite(total).all()):
-        _check_finite(a, batch, layer)
-    st.update_top(a, batch, win_max)
-    st.update_sample(a, win_max, moves)
-
-
-@contextmanager
-def fold_pool(n_layers: int) -> Iterator[Executor | None]:
-    """Threads that fold layers concurrently: as many as torch has threads beyond one op's share
-    (2 on a 2-core machine), at most one per layer; None when that is a single thread."""
-    threads = torch.get_num_threads()
-    workers = min(n_layers, max(1, threads // max(1, threads // 2)))
-    if workers < 2:
-        yield None
-        return
-    with ThreadPoolExecutor(workers, thread_name_prefix="n2g-fold") as pool:
-        yield pool
 
 
 def record(
@@ -331,13 +261,17 @@ def record(
     start, last_ckpt, run_batches = time.perf_counter(), time.perf_counter(), 0
     saved_at: float = -1
     base_elapsed = float(done["elapsed_s"])
+    forwards = (forward_batch(source, chunk, layers, width, pad_id, bos_id)
+                for chunk in _batches(stream, config.batch_size, remaining, width))
     try:
-        with fold_pool(len(layers)) as pool:
-            for chunk in _batches(stream, config.batch_size, remaining, width):
-                batch, acts = forward_batch(source, chunk, layers, width, pad_id, bos_id)
-                fold_batch(states, sample, batch, acts, pool)
+        # On an accelerator, batch i is folded on host threads while the forward of batch i + 1
+        # runs on the device; on a CPU the forward needs the cores and the fold runs between
+        # forwards (fold.py says why). A batch comes back from `folded` once it is folded.
+        overlap = torch.device(lm.device).type != "cpu"
+        with Folder(states, sample, background=overlap) as folder:
+            for batch in folder.folded(forwards):
                 n_tok = int(batch.length.sum())
-                done["windows"] += len(chunk)
+                done["windows"] += len(batch.window)
                 done["batches"] += 1
                 done["tokens"] += n_tok
                 done["elapsed_s"] = base_elapsed + time.perf_counter() - start
