@@ -66,6 +66,10 @@ def main() -> None:
     ap.add_argument("--corpus", default="stdlib")
     ap.add_argument("--augment", action="store_true", help="causal augmentation (slow)")
     ap.add_argument("--cpus-per-worker", type=float, default=1.0)
+    ap.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"],
+                    help="build dtype (the recording is fp32 either way)")
+    ap.add_argument("--executors", default="local,ray1,ray2",
+                    help="which to run, in this order: local, ray1, ray2")
     ap.add_argument("--root", type=Path, default=Path("runs/bench-run"))
     ap.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -93,7 +97,8 @@ def main() -> None:
           f"({os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, load average "
           f"{os.getloadavg()[0]:.1f})", flush=True)
     config = BuildStageConfig(layer=args.layer, sample=args.neurons, batch_neurons=1,
-                              augmenter="causal" if args.augment else None, device="cpu")
+                              augmenter="causal" if args.augment else None, device="cpu",
+                              dtype=args.dtype)
     temp = Path("/tmp") / f"rb{os.getpid()}"
     ray.init(num_cpus=os.cpu_count() or 2, include_dashboard=False, _temp_dir=str(temp),
              log_to_driver=False)
@@ -101,9 +106,11 @@ def main() -> None:
     rows = []
     made: dict[str, dict[str, Any]] = {}
     try:
-        for name, executor in [("local", None),
-                               ("ray x1", RayExecutor(1, cpus_per_worker=args.cpus_per_worker)),
-                               ("ray x2", RayExecutor(2, cpus_per_worker=args.cpus_per_worker))]:
+        wanted = [e.strip() for e in args.executors.split(",")]
+        for name in [n for n in ("local", "ray1", "ray2") if n in wanted]:
+            executor = (None if name == "local" else
+                        RayExecutor(int(name[-1]), cpus_per_worker=args.cpus_per_worker))
+            name = name.replace("ray", "ray x")
             out = args.root / name.replace(" ", "")
             shutil.rmtree(out, ignore_errors=True)
             shutil.copytree(base, out, ignore=shutil.ignore_patterns("graphs", "stages"))
@@ -115,21 +122,30 @@ def main() -> None:
             made[name] = graphs(out)
             print(f"{name:>7}: {outcome.computed} units in {wall:6.1f} s wall "
                   f"({wall / max(outcome.computed, 1):.2f} s/unit; worker busy "
-                  f"{busy / max(outcome.computed, 1):.2f} s/unit)", flush=True)
+                  f"{busy / max(outcome.computed, 1):.2f} s/unit; load average "
+                  f"{os.getloadavg()[0]:.1f} at the end)", flush=True)
     finally:
         ray.shutdown()
         shutil.rmtree(temp, ignore_errors=True)
-    local_wall = rows[0][2]
+    local_wall = rows[0][2]  # the first executor run is the baseline ("local" by default)
     print(f"\n{'executor':>8} {'units':>6} {'wall s':>8} {'s/unit':>7} {'busy s/unit':>11} "
-          f"{'vs local':>8}")
+          f"{'vs ' + rows[0][0]:>8}")
     for name, n, wall, busy in rows:
         print(f"{name:>8} {n:6d} {wall:8.1f} {wall / max(n, 1):7.2f} {busy / max(n, 1):11.2f} "
               f"{local_wall / wall:7.2f}x")
-    diffs = [max_float_diff(made[k], made["local"]) for k in made]
+    first = rows[0][0]
+    diffs = [max_float_diff(made[k], made[first]) for k in made]
     same = all(d is not None and d <= 1e-4 for d in diffs)
     worst = max((d for d in diffs if d is not None), default=0.0)
-    print(f"graphs equal to local (same structure, tokens and examples; floats within 1e-4): "
+    print(f"graphs equal to {first}'s (same structure, tokens and examples; floats within 1e-4): "
           f"{same}; largest float difference {worst:.2g}")
+    for name in list(made)[1:]:  # bf16 sums differ with the thread count: say how many differ
+        keys = made[first].keys() | made[name].keys()
+        unequal = [k for k in keys if k not in made[first] or k not in made[name]
+                   or (d := max_float_diff(made[first][k], made[name][k])) is None or d > 1e-4]
+        print(f"{name}: {len(keys) - len(unequal)} of {len(keys)} graphs equal to {first}'s"
+              + (f" (differ: {', '.join(sorted(unequal)[:5])}{' ...' if len(unequal) > 5 else ''})"
+                 if unequal else ""))
 
 
 if __name__ == "__main__":
