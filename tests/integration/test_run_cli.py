@@ -128,3 +128,5 @@ def test_run_dtype_reaches_the_build_stage(tmp_path: Path) -> None:
     again = runner.invoke(app, [*args, "--stages", "build", "--dtype", "fp32"])
     assert again.exit_code != 0
     assert "dtype: 'bf16' -> 'fp32'" in again.output
+    typo = runner.invoke(app, [*args, "--stages", "record,build", "--dtype", "bf61"])
+    assert typo.exit_code != 0 and "unknown --dtype 'bf61'" in typo.output

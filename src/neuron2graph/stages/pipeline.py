@@ -19,6 +19,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from neuron2graph.dtypes import SHORT_TO_TORCH
 from neuron2graph.errors import N2GError
 from neuron2graph.files import write_json_atomic
 from neuron2graph.ids import NeuronId
@@ -62,6 +63,10 @@ class RunPlan:
                            "N) or --neurons 3:41,3:100")
         if self.neurons and self.per_layer is not None:
             raise N2GError("pass either --neurons or --per-layer, not both")
+        if self.dtype is not None and self.dtype not in SHORT_TO_TORCH:
+            # checked before any stage runs: a typo must not cost a finished recording first
+            raise N2GError(f"unknown --dtype {self.dtype!r}: use auto, "
+                           f"{', '.join(SHORT_TO_TORCH)}")
 
     def layer_list(self) -> list[int] | None:
         """The layers asked for; None: every layer (`--layers all`)."""
